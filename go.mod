@@ -1,0 +1,3 @@
+module github.com/emsign/bot
+
+go 1.26

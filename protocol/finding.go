@@ -1,0 +1,59 @@
+package protocol
+
+import "time"
+
+// Formats a certificate was found in.
+const (
+	FormatPEM       = "pem"
+	FormatDER       = "der"
+	FormatPKCS7     = "pkcs7"
+	FormatPKCS12    = "pkcs12"
+	FormatJKS       = "jks"
+	FormatJCEKS     = "jceks"
+	FormatTLS       = "tls"
+	FormatCertStore = "certstore"
+)
+
+// Finding is one certificate at one location, or a problem at a location.
+// Connectors stream findings; a scan is never held whole in memory.
+type Finding struct {
+	Location Location
+	// Source is the kind of target that found it (tls, file, jks, ...).
+	Source string
+	// Format is how the certificate was stored or served (pem, pkcs12, ...).
+	Format string
+	// Chain is DER, the certificate first, then the certificates served or
+	// stored with it, in the order found.
+	Chain [][]byte
+	// Key describes a private key found with the certificate; the key
+	// itself never leaves the connector.
+	Key *KeyInfo
+	// TLS describes the session, for endpoints.
+	TLS *TLSInfo
+	// Error is a per-location problem (no password fits, handshake failure,
+	// truncated PEM). A finding may carry both a certificate and an error,
+	// e.g. a keystore whose certificates were read but whose keys were not.
+	Error  string
+	SeenAt time.Time
+}
+
+// KeyInfo describes a private key without revealing it.
+type KeyInfo struct {
+	Algorithm string `json:"algorithm"`
+	Bits      int    `json:"bits,omitempty"`
+	// Extractable is false for keys that cannot leave their store (HSMs,
+	// non-exportable Windows keys); nil when unknown.
+	Extractable *bool `json:"extractable,omitempty"`
+}
+
+// TLSInfo describes a TLS session an endpoint accepted.
+type TLSInfo struct {
+	Version     string `json:"version"`
+	CipherSuite string `json:"cipher_suite"`
+	// Group is the key-exchange group, e.g. X25519 or X25519MLKEM768.
+	Group string `json:"group,omitempty"`
+	// PostQuantum is true when X25519MLKEM768 was negotiated.
+	PostQuantum bool   `json:"pq_key_exchange"`
+	SNI         string `json:"sni,omitempty"`
+	ALPN        string `json:"alpn,omitempty"`
+}

@@ -1,0 +1,137 @@
+package protocol
+
+import (
+	"crypto/dsa" //nolint:staticcheck // DSA keys are still found in the wild and must be named.
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"time"
+)
+
+// CertificateRecord is one line of `emsign-bot scan` output and one
+// certificate at one location for the control plane. The JSON field names
+// are a contract: tools outside this module read them.
+type CertificateRecord struct {
+	Location           string     `json:"location"`
+	Source             string     `json:"source"`
+	Format             string     `json:"format,omitempty"`
+	FingerprintSHA256  string     `json:"fingerprint_sha256,omitempty"`
+	Subject            string     `json:"subject,omitempty"`
+	SANs               []string   `json:"sans,omitempty"`
+	Issuer             string     `json:"issuer,omitempty"`
+	Serial             string     `json:"serial,omitempty"`
+	NotBefore          *time.Time `json:"not_before,omitempty"`
+	NotAfter           *time.Time `json:"not_after,omitempty"`
+	KeyAlgorithm       string     `json:"key_algorithm,omitempty"`
+	KeyBits            int        `json:"key_bits,omitempty"`
+	SignatureAlgorithm string     `json:"signature_algorithm,omitempty"`
+	IsCA               bool       `json:"is_ca,omitempty"`
+	Chain              []string   `json:"chain,omitempty"`
+	HasPrivateKey      bool       `json:"has_private_key"`
+	PrivateKey         *KeyInfo   `json:"private_key,omitempty"`
+	TLS                *TLSInfo   `json:"tls,omitempty"`
+	Error              string     `json:"error,omitempty"`
+	SeenAt             time.Time  `json:"seen_at"`
+}
+
+// Fingerprint is the lowercase hex SHA-256 of a DER certificate.
+func Fingerprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:])
+}
+
+// NewRecord describes a finding. A certificate that does not parse still
+// gets its fingerprint, and the parse failure goes into Error.
+func NewRecord(f Finding) CertificateRecord {
+	r := CertificateRecord{
+		Location:      f.Location.String(),
+		Source:        f.Source,
+		Format:        f.Format,
+		HasPrivateKey: f.Key != nil,
+		PrivateKey:    f.Key,
+		TLS:           f.TLS,
+		Error:         f.Error,
+		SeenAt:        f.SeenAt.UTC(),
+	}
+	if len(f.Chain) == 0 {
+		return r
+	}
+	r.FingerprintSHA256 = Fingerprint(f.Chain[0])
+	for _, der := range f.Chain[1:] {
+		r.Chain = append(r.Chain, Fingerprint(der))
+	}
+	c, err := x509.ParseCertificate(f.Chain[0])
+	if err != nil {
+		r.Error = joinErrors(r.Error, fmt.Sprintf("certificate does not parse: %v", err))
+		return r
+	}
+	nb, na := c.NotBefore.UTC(), c.NotAfter.UTC()
+	r.Subject = c.Subject.String()
+	r.Issuer = c.Issuer.String()
+	r.Serial = hex.EncodeToString(c.SerialNumber.Bytes())
+	r.NotBefore, r.NotAfter = &nb, &na
+	r.SignatureAlgorithm = c.SignatureAlgorithm.String()
+	r.IsCA = c.IsCA
+	r.SANs = SANs(c)
+	r.KeyAlgorithm, r.KeyBits = PublicKeyInfo(c.PublicKey)
+	return r
+}
+
+func joinErrors(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
+
+// SANs lists a certificate's subject alternative names: DNS names, IP
+// addresses, e-mail addresses and URIs, in that order.
+func SANs(c *x509.Certificate) []string {
+	var s []string
+	s = append(s, c.DNSNames...)
+	for _, ip := range c.IPAddresses {
+		s = append(s, ip.String())
+	}
+	s = append(s, c.EmailAddresses...)
+	for _, u := range c.URIs {
+		s = append(s, u.String())
+	}
+	return s
+}
+
+// PublicKeyInfo names a public key's algorithm and size in bits.
+func PublicKeyInfo(pub any) (string, int) {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		return "RSA", k.N.BitLen()
+	case *ecdsa.PublicKey:
+		return "ECDSA", k.Curve.Params().BitSize
+	case ed25519.PublicKey:
+		return "Ed25519", 256
+	case *dsa.PublicKey:
+		return "DSA", k.P.BitLen()
+	default:
+		return "unknown", 0
+	}
+}
+
+// PrivateKeyInfo describes a private key (from x509.ParsePKCS8PrivateKey
+// and friends) by its public half.
+func PrivateKeyInfo(priv any) *KeyInfo {
+	type publicKeyer interface{ Public() any }
+	var alg string
+	var bits int
+	switch k := priv.(type) {
+	case *dsa.PrivateKey:
+		alg, bits = PublicKeyInfo(&k.PublicKey)
+	case publicKeyer:
+		alg, bits = PublicKeyInfo(k.Public())
+	default:
+		alg = "unknown"
+	}
+	return &KeyInfo{Algorithm: alg, Bits: bits}
+}

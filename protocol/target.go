@@ -1,0 +1,349 @@
+package protocol
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Target schemes: one per kind of place the bot scans.
+const (
+	SchemeTLS       = "tls"
+	SchemeFile      = "file"
+	SchemeJKS       = "jks"
+	SchemeCertStore = "certstore"
+)
+
+// Parameter names a target may carry. Secret ones are resolved at parse time
+// and kept as Secret values, never in Params.
+const (
+	ParamPassword = "password"
+	ParamSNI      = "sni"
+	ParamMaxSize  = "max_size"
+)
+
+// secretParams are the parameters whose values are secrets, whatever the
+// scheme; they may be written as a value, env:NAME or file:/path.
+var secretParams = []string{ParamPassword, "pin", "passphrase", "secret_key", "api_key", "token"}
+
+// targetRule says what one scheme accepts.
+type targetRule struct {
+	params   []string // non-secret parameters allowed
+	secrets  []string // secret parameters allowed
+	validate func(*Target) error
+}
+
+func targetRules() map[string]targetRule {
+	return map[string]targetRule{
+		SchemeTLS:       {params: []string{ParamSNI}, validate: validateTLS},
+		SchemeFile:      {params: []string{ParamMaxSize}, secrets: []string{ParamPassword}, validate: validatePath},
+		SchemeJKS:       {params: []string{ParamMaxSize}, secrets: []string{ParamPassword}, validate: validatePath},
+		SchemeCertStore: {validate: validateCertStore},
+	}
+}
+
+// Target is one thing to scan, parsed and validated from its URI form, such
+// as tls://10.0.0.0/24:443,8443 or jks:///opt/app?password=env:KS_PASS.
+type Target struct {
+	Scheme string
+	// Host is the authority as written: HOSTS:PORTS for tls, the store
+	// location for certstore, empty for file and jks.
+	Host string
+	// Path is the path part: a file system path (slash-separated, as in the
+	// URI) for file and jks, the store name for certstore.
+	Path string
+	// Params holds the non-secret parameters, each possibly repeated.
+	Params map[string][]string
+	// Secrets holds the secret parameters, resolved.
+	Secrets map[string][]Secret
+	// Endpoints is set for tls targets.
+	Endpoints EndpointSpec
+}
+
+// TargetError is a target that does not parse: it names the target (with
+// secrets redacted) and the fault.
+type TargetError struct {
+	Target string
+	Err    error
+}
+
+func (e *TargetError) Error() string { return fmt.Sprintf("target %s: %v", e.Target, e.Err) }
+func (e *TargetError) Unwrap() error { return e.Err }
+
+// ParseTarget reads a target URI. Secret parameters written as env:NAME or
+// file:/path are resolved here, so a missing variable or file is reported
+// before anything is scanned.
+func ParseTarget(raw string) (Target, error) {
+	t, err := parseTarget(raw)
+	if err != nil {
+		return Target{}, &TargetError{Target: redactURI(raw), Err: err}
+	}
+	return t, nil
+}
+
+func parseTarget(raw string) (Target, error) {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		if s, _, ok := strings.Cut(raw, ":"); ok && targetRules()[strings.ToLower(s)].validate != nil {
+			return Target{}, fmt.Errorf("write %s://...", strings.ToLower(s))
+		}
+		return Target{}, errors.New("not a target URI: expected SCHEME://..., e.g. tls://host:443 or file:///etc/ssl")
+	}
+	scheme = strings.ToLower(scheme)
+	rule, known := targetRules()[scheme]
+	if !known {
+		return Target{}, fmt.Errorf("unknown scheme %q (known: %s)", scheme, strings.Join(knownSchemes(), ", "))
+	}
+	rest, query, _ := strings.Cut(rest, "?")
+	if strings.Contains(query, "#") {
+		return Target{}, errors.New("'#' is not allowed in a target; percent-encode it as %23")
+	}
+	t := Target{Scheme: scheme, Params: map[string][]string{}, Secrets: map[string][]Secret{}}
+	// tls authorities hold CIDR slashes, so they are not split at '/'.
+	if scheme == SchemeTLS {
+		t.Host = rest
+	} else {
+		host, path, _ := strings.Cut(rest, "/")
+		t.Host = host
+		if path != "" || strings.HasSuffix(rest, "/") || strings.Contains(rest, "/") {
+			p, err := url.PathUnescape("/" + path)
+			if err != nil {
+				return Target{}, fmt.Errorf("path: %w", err)
+			}
+			t.Path = p
+		}
+	}
+	if err := parseParams(&t, query, rule); err != nil {
+		return Target{}, err
+	}
+	if err := rule.validate(&t); err != nil {
+		return Target{}, err
+	}
+	return t, nil
+}
+
+func knownSchemes() []string {
+	var s []string
+	for k := range targetRules() {
+		s = append(s, k)
+	}
+	slices.Sort(s)
+	return s
+}
+
+// parseParams splits the query by hand rather than with url.ParseQuery,
+// which would turn '+' in a password into a space.
+func parseParams(t *Target, query string, rule targetRule) error {
+	if query == "" {
+		return nil
+	}
+	for kv := range strings.SplitSeq(query, "&") {
+		if kv == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(kv, "=")
+		key, err := url.PathUnescape(k)
+		if err != nil {
+			return fmt.Errorf("parameter %q: %w", k, err)
+		}
+		val, err := url.PathUnescape(v)
+		if err != nil {
+			return fmt.Errorf("parameter %s: bad percent-encoding", key)
+		}
+		switch {
+		case slices.Contains(rule.secrets, key):
+			s, err := ResolveSecret(val)
+			if err != nil {
+				return fmt.Errorf("parameter %s: %w", key, err)
+			}
+			t.Secrets[key] = append(t.Secrets[key], s)
+		case slices.Contains(rule.params, key):
+			t.Params[key] = append(t.Params[key], val)
+		default:
+			allowed := append(slices.Clone(rule.params), rule.secrets...)
+			if len(allowed) == 0 {
+				return fmt.Errorf("unknown parameter %q: %s targets take none", key, t.Scheme)
+			}
+			return fmt.Errorf("unknown parameter %q for %s targets (allowed: %s)", key, t.Scheme, strings.Join(allowed, ", "))
+		}
+	}
+	return nil
+}
+
+// ResolveSecret reads a secret written as a value, env:NAME or file:/path.
+// A file's trailing newline is dropped.
+func ResolveSecret(v string) (Secret, error) {
+	switch {
+	case strings.HasPrefix(v, "env:"):
+		name := strings.TrimPrefix(v, "env:")
+		val, ok := os.LookupEnv(name)
+		if !ok {
+			return Secret{}, fmt.Errorf("environment variable %s is not set", name)
+		}
+		return NewSecret(val), nil
+	case strings.HasPrefix(v, "file:"):
+		path := strings.TrimPrefix(v, "file:")
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return Secret{}, fmt.Errorf("secret file: %w", err)
+		}
+		return NewSecret(strings.TrimRight(string(b), "\r\n")), nil
+	default:
+		return NewSecret(v), nil
+	}
+}
+
+func validateTLS(t *Target) error {
+	spec, err := ParseEndpointSpec(t.Host)
+	if err != nil {
+		return err
+	}
+	t.Endpoints = spec
+	if sni := t.Params[ParamSNI]; len(sni) > 1 {
+		return errors.New("sni given more than once")
+	} else if len(sni) == 1 {
+		if err := checkHostname(sni[0]); err != nil {
+			return fmt.Errorf("sni: %w", err)
+		}
+	}
+	return nil
+}
+
+func validatePath(t *Target) error {
+	if t.Host != "" && t.Host != "localhost" {
+		return fmt.Errorf("%s targets read local paths: write %s:///PATH (three slashes), not a host %q", t.Scheme, t.Scheme, t.Host)
+	}
+	t.Host = ""
+	if t.Path == "" {
+		return fmt.Errorf("no path: write %s:///PATH", t.Scheme)
+	}
+	if v := t.Params[ParamMaxSize]; len(v) > 0 {
+		if _, err := ParseSize(v[len(v)-1]); err != nil {
+			return fmt.Errorf("max_size: %w", err)
+		}
+	}
+	return nil
+}
+
+func validateCertStore(t *Target) error {
+	// certstore:// is every store; certstore://LocalMachine/My one of them.
+	if t.Path != "" && strings.Count(strings.Trim(t.Path, "/"), "/") > 0 {
+		return fmt.Errorf("store path %q: write certstore://LOCATION/STORE", t.Path)
+	}
+	if t.Host == "" && strings.Trim(t.Path, "/") != "" {
+		return errors.New("a store name needs a location: certstore://LocalMachine/My")
+	}
+	t.Path = strings.Trim(t.Path, "/")
+	return nil
+}
+
+// FilePath is the path of a file or jks target in the local OS's form:
+// file:///C:/certs becomes C:\certs on Windows.
+func (t Target) FilePath() string {
+	return URIPathToFile(t.Path)
+}
+
+// URIPathToFile turns a URI path into an OS path.
+func URIPathToFile(p string) string {
+	if runtime.GOOS == "windows" && len(p) >= 3 && p[0] == '/' && p[2] == ':' {
+		p = p[1:]
+	}
+	return filepath.FromSlash(p)
+}
+
+// FileToURIPath turns an OS path into a URI path (C:\x becomes /C:/x).
+func FileToURIPath(p string) string {
+	p = filepath.ToSlash(p)
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p
+	}
+	return p
+}
+
+// Param returns the last value of a non-secret parameter, or "".
+func (t Target) Param(name string) string {
+	v := t.Params[name]
+	if len(v) == 0 {
+		return ""
+	}
+	return v[len(v)-1]
+}
+
+// Passwords returns the target's passwords in the order given.
+func (t Target) Passwords() []Secret { return t.Secrets[ParamPassword] }
+
+// String renders the target with its secrets redacted: safe to log.
+func (t Target) String() string {
+	var b strings.Builder
+	b.WriteString(t.Scheme)
+	b.WriteString("://")
+	b.WriteString(t.Host)
+	if t.Scheme == SchemeCertStore && t.Path != "" {
+		b.WriteString("/")
+	}
+	b.WriteString((&url.URL{Path: t.Path}).EscapedPath())
+	var q []string
+	for _, k := range sortedKeys(t.Params) {
+		for _, v := range t.Params[k] {
+			q = append(q, url.PathEscape(k)+"="+url.PathEscape(v))
+		}
+	}
+	for _, k := range sortedKeys(t.Secrets) {
+		for range t.Secrets[k] {
+			q = append(q, k+"="+redacted)
+		}
+	}
+	if len(q) > 0 {
+		b.WriteString("?")
+		b.WriteString(strings.Join(q, "&"))
+	}
+	return b.String()
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// redactURI hides the values of secret parameters in a target that may not
+// have parsed, so that an error message never shows a password.
+func redactURI(raw string) string {
+	base, query, ok := strings.Cut(raw, "?")
+	if !ok {
+		return raw
+	}
+	parts := strings.Split(query, "&")
+	for i, kv := range parts {
+		k, _, _ := strings.Cut(kv, "=")
+		if key, err := url.PathUnescape(k); err == nil && slices.Contains(secretParams, key) {
+			parts[i] = k + "=" + redacted
+		}
+	}
+	return base + "?" + strings.Join(parts, "&")
+}
+
+// ParseSize reads a byte count such as 10485760, 10MB, 512KiB or 1G.
+func ParseSize(s string) (int64, error) {
+	num := strings.TrimRight(s, "BbiIKkMmGgTt")
+	unit := strings.ToUpper(strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(s, num), "B"), "b"))
+	unit = strings.TrimSuffix(strings.TrimSuffix(unit, "I"), "i")
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a size", s)
+	}
+	mult := map[string]int64{"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[unit]
+	if mult == 0 {
+		return 0, fmt.Errorf("%q is not a size: unknown unit", s)
+	}
+	return n * mult, nil
+}
