@@ -33,8 +33,16 @@ type Finding struct {
 	// Error is a per-location problem (no password fits, handshake failure,
 	// truncated PEM). A finding may carry both a certificate and an error,
 	// e.g. a keystore whose certificates were read but whose keys were not.
-	Error  string
-	SeenAt time.Time
+	Error string
+	// Machine is the host a certificate store belongs to (B4.4).
+	Machine *MachineInfo
+	SeenAt  time.Time
+}
+
+// MachineInfo names the machine a local store was read on.
+type MachineInfo struct {
+	Hostname string   `json:"hostname"`
+	IPs      []string `json:"ips,omitempty"`
 }
 
 // KeyInfo describes a private key without revealing it.

@@ -16,26 +16,27 @@ import (
 // certificate at one location for the control plane. The JSON field names
 // are a contract: tools outside this module read them.
 type CertificateRecord struct {
-	Location           string     `json:"location"`
-	Source             string     `json:"source"`
-	Format             string     `json:"format,omitempty"`
-	FingerprintSHA256  string     `json:"fingerprint_sha256,omitempty"`
-	Subject            string     `json:"subject,omitempty"`
-	SANs               []string   `json:"sans,omitempty"`
-	Issuer             string     `json:"issuer,omitempty"`
-	Serial             string     `json:"serial,omitempty"`
-	NotBefore          *time.Time `json:"not_before,omitempty"`
-	NotAfter           *time.Time `json:"not_after,omitempty"`
-	KeyAlgorithm       string     `json:"key_algorithm,omitempty"`
-	KeyBits            int        `json:"key_bits,omitempty"`
-	SignatureAlgorithm string     `json:"signature_algorithm,omitempty"`
-	IsCA               bool       `json:"is_ca,omitempty"`
-	Chain              []string   `json:"chain,omitempty"`
-	HasPrivateKey      bool       `json:"has_private_key"`
-	PrivateKey         *KeyInfo   `json:"private_key,omitempty"`
-	TLS                *TLSInfo   `json:"tls,omitempty"`
-	Error              string     `json:"error,omitempty"`
-	SeenAt             time.Time  `json:"seen_at"`
+	Location           string       `json:"location"`
+	Source             string       `json:"source"`
+	Format             string       `json:"format,omitempty"`
+	FingerprintSHA256  string       `json:"fingerprint_sha256,omitempty"`
+	Subject            string       `json:"subject,omitempty"`
+	SANs               []string     `json:"sans,omitempty"`
+	Issuer             string       `json:"issuer,omitempty"`
+	Serial             string       `json:"serial,omitempty"`
+	NotBefore          *time.Time   `json:"not_before,omitempty"`
+	NotAfter           *time.Time   `json:"not_after,omitempty"`
+	KeyAlgorithm       string       `json:"key_algorithm,omitempty"`
+	KeyBits            int          `json:"key_bits,omitempty"`
+	SignatureAlgorithm string       `json:"signature_algorithm,omitempty"`
+	IsCA               bool         `json:"is_ca,omitempty"`
+	Chain              []string     `json:"chain,omitempty"`
+	HasPrivateKey      bool         `json:"has_private_key"`
+	PrivateKey         *KeyInfo     `json:"private_key,omitempty"`
+	TLS                *TLSInfo     `json:"tls,omitempty"`
+	Machine            *MachineInfo `json:"machine,omitempty"`
+	Error              string       `json:"error,omitempty"`
+	SeenAt             time.Time    `json:"seen_at"`
 }
 
 // Fingerprint is the lowercase hex SHA-256 of a DER certificate.
@@ -54,6 +55,7 @@ func NewRecord(f Finding) CertificateRecord {
 		HasPrivateKey: f.Key != nil,
 		PrivateKey:    f.Key,
 		TLS:           f.TLS,
+		Machine:       f.Machine,
 		Error:         f.Error,
 		SeenAt:        f.SeenAt.UTC(),
 	}
