@@ -21,8 +21,10 @@ type CertificateRecord struct {
 	Format             string       `json:"format,omitempty"`
 	FingerprintSHA256  string       `json:"fingerprint_sha256,omitempty"`
 	Subject            string       `json:"subject,omitempty"`
+	CommonName         string       `json:"common_name,omitempty"`
 	SANs               []string     `json:"sans,omitempty"`
 	Issuer             string       `json:"issuer,omitempty"`
+	IssuerCommonName   string       `json:"issuer_common_name,omitempty"`
 	Serial             string       `json:"serial,omitempty"`
 	NotBefore          *time.Time   `json:"not_before,omitempty"`
 	NotAfter           *time.Time   `json:"not_after,omitempty"`
@@ -74,6 +76,8 @@ func NewRecord(f Finding) CertificateRecord {
 	nb, na := c.NotBefore.UTC(), c.NotAfter.UTC()
 	r.Subject = c.Subject.String()
 	r.Issuer = c.Issuer.String()
+	r.CommonName = c.Subject.CommonName
+	r.IssuerCommonName = c.Issuer.CommonName
 	r.Serial = hex.EncodeToString(c.SerialNumber.Bytes())
 	r.NotBefore, r.NotAfter = &nb, &na
 	r.SignatureAlgorithm = c.SignatureAlgorithm.String()

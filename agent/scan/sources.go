@@ -1,0 +1,43 @@
+package scan
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/emsign/bot/connectors"
+	tlsconn "github.com/emsign/bot/connectors/tls"
+	"github.com/emsign/bot/protocol"
+)
+
+// SourceOptions are the settings connectors share in one scan.
+type SourceOptions struct {
+	Threads int
+	// Timeout, when set, bounds each network step (connect, handshake).
+	Timeout time.Duration
+	// Passwords are tried on every keystore after the target's own.
+	Passwords   []protocol.Secret
+	PostQuantum bool
+	Progress    *connectors.Progress
+	Logger      *slog.Logger
+	Now         func() time.Time
+}
+
+// NewRegistry builds the connectors the bot ships, one explicit table.
+func NewRegistry(o SourceOptions) (Registry, error) {
+	tlsSource, err := tlsconn.New(tlsconn.Config{
+		Threads:          o.Threads,
+		ConnectTimeout:   o.Timeout,
+		HandshakeTimeout: o.Timeout,
+		PostQuantum:      o.PostQuantum,
+		Progress:         o.Progress,
+		Logger:           o.Logger.With("connector", "tls"),
+		Now:              o.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tls connector: %w", err)
+	}
+	return Registry{
+		protocol.SchemeTLS: tlsSource,
+	}, nil
+}
