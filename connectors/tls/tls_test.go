@@ -375,14 +375,18 @@ func TestOpenSSLServer(t *testing.T) {
 	}
 }
 
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
+func writePEM(tb testing.TB, path, typ string, ders ...[]byte) {
+	tb.Helper()
+	var out []byte
+	for _, der := range ders {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})...)
+	}
+	if err := os.WriteFile(path, out, 0o600); err != nil {
+		tb.Fatal(err)
 	}
 }
 
-func waitListening(t *testing.T, p int) {
+func waitListening(t testing.TB, p int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what the tests and benchmarks need when it is missing, so that
+# `make test` works on a fresh Debian/Ubuntu machine. Each argument is a
+# command to look for; the Debian package that provides it is installed.
+set -euo pipefail
+
+declare -A package_of=(
+	[openssl]=openssl
+	[keytool]=default-jre-headless
+	[nginx]=nginx-light
+	[update-ca-certificates]=ca-certificates
+)
+
+missing=()
+for cmd in "$@"; do
+	if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then
+		missing+=("${package_of[$cmd]:?no package known for $cmd}")
+	fi
+done
+[ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing: ${missing[*]}" >&2
+if [ "$(id -u)" -ne 0 ]; then
+	echo "deps: ${missing[*]} missing and not root; install them with apt-get" >&2
+	exit 1
+fi
+apt_get() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 "$@"; }
+apt_get update -qq
+apt_get install -y -qq --no-install-recommends "${missing[@]}"
