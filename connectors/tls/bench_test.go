@@ -20,7 +20,7 @@ import (
 func BenchmarkHandshakes(b *testing.B) {
 	for _, pq := range []bool{false, true} {
 		b.Run(fmt.Sprintf("pq=%v", pq), func(b *testing.B) {
-			const listeners = 200
+			const listeners = 1000
 			cert := newCert(b, "bench.example.com", "ecdsa")
 			ports := make([]string, 0, listeners)
 			for range listeners {

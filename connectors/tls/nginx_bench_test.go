@@ -20,9 +20,11 @@ import (
 // taken against (tlsx 1,368-1,724/s, zgrab2 1,111-1,212/s, a minimal Go
 // pool 3,000-3,400/s; target at least 3,000/s). `make bench` installs nginx.
 func BenchmarkHandshakesNginx(b *testing.B) {
-	const listeners = 100
-	ports := startNginx(b, listeners)
-	target, err := protocol.ParseTarget("tls://127.0.0.1:" + joinInts(ports))
+	// 16 addresses x 100 ports: each Discover call has enough endpoints
+	// that its workers stay busy to the end.
+	const addrs, listeners = 16, 100
+	ports := startNginx(b, addrs, listeners)
+	target, err := protocol.ParseTarget(fmt.Sprintf("tls://127.0.0.1-127.0.0.%d:%s", addrs, joinInts(ports)))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -33,7 +35,7 @@ func BenchmarkHandshakesNginx(b *testing.B) {
 	found := 0
 	b.ResetTimer()
 	start := time.Now()
-	for i := 0; i < b.N; i += listeners {
+	for i := 0; i < b.N; i += addrs * listeners {
 		err := src.Discover(context.Background(), target, func(f protocol.Finding) error {
 			if f.Error != "" {
 				return fmt.Errorf("%s: %s", f.Location, f.Error)
@@ -48,8 +50,9 @@ func BenchmarkHandshakesNginx(b *testing.B) {
 	b.ReportMetric(float64(found)/time.Since(start).Seconds(), "handshakes/s")
 }
 
-// startNginx runs nginx with an ECDSA P-256 certificate on n loopback ports.
-func startNginx(b *testing.B, n int) []int {
+// startNginx runs nginx with an ECDSA P-256 certificate on n ports of each
+// of the loopback addresses 127.0.0.1 to 127.0.0.<addrs>.
+func startNginx(b *testing.B, addrs, n int) []int {
 	b.Helper()
 	nginx, err := exec.LookPath("nginx")
 	if err != nil {
@@ -78,7 +81,9 @@ func startNginx(b *testing.B, n int) []int {
 		}
 		ln.Close()
 		ports = append(ports, p)
-		fmt.Fprintf(&listen, "    listen 127.0.0.1:%d ssl;\n", p)
+		for a := 1; a <= addrs; a++ {
+			fmt.Fprintf(&listen, "    listen 127.0.0.%d:%d ssl;\n", a, p)
+		}
 	}
 	conf := fmt.Sprintf(`master_process off;
 pid %[1]s/nginx.pid;

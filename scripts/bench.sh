@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Speed and memory of discovery, measured by Go benchmarks (issue 2 targets:
+# >= 3,000 ECDSA handshakes/s, a 65,535-port loopback sweep in <= 1.5 s,
+# < 100 MB peak memory sweeping a /16 on three ports). nmap, when installed,
+# is timed on the same sweep for comparison.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+
+echo "== TLS discovery (connectors/tls)"
+go test -run '^$' -bench 'Handshakes' -benchtime 20000x ./connectors/tls | tee -a "$out"
+go test -run '^$' -bench 'PortSweep' -benchtime 5x ./connectors/tls | tee -a "$out"
+# Its own process, so that the peak memory is the sweep's alone.
+go test -run '^$' -bench 'Slash16' -benchtime 1x ./connectors/tls | tee -a "$out"
+
+echo "== other benchmarks"
+go test -run '^$' -bench . -benchtime 2s $(go list ./... | grep -v /connectors/tls) | grep -E '^(Benchmark|ok|FAIL)' | tee -a "$out"
+
+if command -v nmap >/dev/null; then
+	echo "== for comparison: nmap -sT over the same 65,535 ports"
+	/usr/bin/time -f 'nmap: %e s' nmap -sT -p1-65535 -n -Pn -T5 --min-rate 100000 127.0.0.1 >/dev/null
+fi
+
+echo
+echo "== summary"
+awk '/handshakes\/s/ { for (i = 1; i <= NF; i++) if ($(i+1) == "handshakes/s") printf "%-40s %8.0f handshakes/s\n", $1, $i }
+     /s\/sweep/      { for (i = 1; i <= NF; i++) if ($(i+1) == "s/sweep") printf "%-40s %8.2f s for 65,535 ports\n", $1, $i }
+     /peak-RSS-MB/   { for (i = 1; i <= NF; i++) if ($(i+1) == "peak-RSS-MB") printf "%-40s %8.1f MB peak RSS\n", $1, $i }' "$out"
