@@ -92,6 +92,14 @@ func ParseEndpointSpec(s string) (EndpointSpec, error) {
 	if s == "" {
 		return EndpointSpec{}, errors.New("no host given")
 	}
+	// Unbracketed, an IPv6 address would be cut at its last colon and
+	// reported as a bad address ("2001:db8: is not an IP address").
+	for part := range strings.SplitSeq(s, ",") {
+		part = strings.TrimSpace(part)
+		if a, err := netip.ParseAddr(part); err == nil && a.Is6() {
+			return EndpointSpec{}, fmt.Errorf("%s: an IPv6 address must be written in brackets, e.g. [2001:db8::1]:443", part)
+		}
+	}
 	hostsPart, portsPart := s, ""
 	if i := lastColonOutsideBrackets(s); i >= 0 {
 		hostsPart, portsPart = s[:i], s[i+1:]

@@ -18,7 +18,10 @@ type Location struct {
 	// Host is host[:port] for network locations, the store location for
 	// certstore, empty for local files.
 	Host string
-	// Path is slash-separated and unescaped.
+	// Path is slash-separated and unescaped. For an opaque URI such as
+	// pkcs11:token=prod;object=web (RFC 7512), which has no "//" and whose
+	// path does not start with '/', it is the part after the scheme as
+	// written (still encoded).
 	Path string
 	// Query is already encoded (e.g. "sni=www.example.com").
 	Query string
@@ -48,6 +51,10 @@ func (l Location) String() string {
 		// url.URL drops the empty authority: keep file:///path.
 		return l.Scheme + "://" + u.EscapedPath() + suffix(u)
 	}
+	if l.Host == "" && l.Path != "" {
+		// Opaque: url.URL would write scheme://path, making it the host.
+		return l.Scheme + ":" + l.Path + suffix(u)
+	}
 	return u.String()
 }
 
@@ -64,6 +71,20 @@ func suffix(u url.URL) string {
 
 // ParseLocation reads the String form back.
 func ParseLocation(s string) (Location, error) {
+	l, err := parseLocation(s)
+	if err != nil {
+		return Location{}, err
+	}
+	// A location is a dedupe key, so it must survive its own round trip;
+	// net/url reads a few URIs it cannot write back (a non-ASCII byte in an
+	// IPv6 zone is escaped by String and then refused by Parse).
+	if back, err := parseLocation(l.String()); err != nil || back != l {
+		return Location{}, fmt.Errorf("location %q: does not read back from its own string form %q", s, l.String())
+	}
+	return l, nil
+}
+
+func parseLocation(s string) (Location, error) {
 	u, err := url.Parse(s)
 	if err != nil {
 		return Location{}, fmt.Errorf("location %q: %w", s, err)
@@ -71,7 +92,12 @@ func ParseLocation(s string) (Location, error) {
 	if u.Scheme == "" {
 		return Location{}, fmt.Errorf("location %q: no scheme", s)
 	}
-	return Location{Scheme: u.Scheme, Host: u.Host, Path: u.Path, Query: u.RawQuery, Entry: u.Fragment}, nil
+	path := u.Path
+	if u.Opaque != "" {
+		// pkcs11:token=...;object=... has no path, only this.
+		path = u.Opaque
+	}
+	return Location{Scheme: u.Scheme, Host: u.Host, Path: path, Query: u.RawQuery, Entry: u.Fragment}, nil
 }
 
 // MarshalText renders the location as its URI.

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"crypto"
 	"crypto/dsa" //nolint:staticcheck // DSA keys are still found in the wild and must be named.
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -128,7 +129,9 @@ func PublicKeyInfo(pub any) (string, int) {
 // PrivateKeyInfo describes a private key (from x509.ParsePKCS8PrivateKey
 // and friends) by its public half.
 func PrivateKeyInfo(priv any) *KeyInfo {
-	type publicKeyer interface{ Public() any }
+	// crypto.PublicKey, not any: the method sets of *rsa.PrivateKey,
+	// *ecdsa.PrivateKey and ed25519.PrivateKey name that type.
+	type publicKeyer interface{ Public() crypto.PublicKey }
 	var alg string
 	var bits int
 	switch k := priv.(type) {

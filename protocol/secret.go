@@ -12,17 +12,25 @@ const redacted = "REDACTED"
 // and marshals as REDACTED, so it cannot leak by accident; Reveal is the one
 // deliberate way to read it.
 type Secret struct {
-	value string
+	// value is behind a pointer: fmt prints a Secret held in an unexported
+	// field (where it cannot call Format) or under %p by its fields, and
+	// would show a string; it shows only the address of a pointer.
+	value *string
 }
 
 // NewSecret wraps a value.
-func NewSecret(v string) Secret { return Secret{value: v} }
+func NewSecret(v string) Secret { return Secret{value: &v} }
 
 // Reveal returns the secret's value. Call it only where the value is used.
-func (s Secret) Reveal() string { return s.value }
+func (s Secret) Reveal() string {
+	if s.value == nil {
+		return ""
+	}
+	return *s.value
+}
 
 // IsZero reports whether the secret is empty.
-func (s Secret) IsZero() bool { return s.value == "" }
+func (s Secret) IsZero() bool { return s.Reveal() == "" }
 
 func (s Secret) String() string   { return redacted }
 func (s Secret) GoString() string { return redacted }

@@ -3,6 +3,7 @@ package protocol
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -103,6 +104,10 @@ func parseTarget(raw string) (Target, error) {
 	rest, query, _ := strings.Cut(rest, "?")
 	if strings.Contains(query, "#") {
 		return Target{}, errors.New("'#' is not allowed in a target; percent-encode it as %23")
+	}
+	if authority, _, _ := strings.Cut(rest, "/"); strings.Contains(authority, "@") {
+		// Said without echoing the authority: it may hold a password.
+		return Target{}, errors.New("user info (NAME:PASSWORD@) is not allowed in a target: give a password as ?password=...")
 	}
 	t := Target{Scheme: scheme, Params: map[string][]string{}, Secrets: map[string][]Secret{}}
 	// tls authorities hold CIDR slashes, so they are not split at '/'.
@@ -223,8 +228,8 @@ func validatePath(t *Target) error {
 	if t.Path == "" {
 		return fmt.Errorf("no path: write %s:///PATH", t.Scheme)
 	}
-	if v := t.Params[ParamMaxSize]; len(v) > 0 {
-		if _, err := ParseSize(v[len(v)-1]); err != nil {
+	for _, v := range t.Params[ParamMaxSize] {
+		if _, err := ParseSize(v); err != nil {
 			return fmt.Errorf("max_size: %w", err)
 		}
 	}
@@ -291,7 +296,7 @@ func (t Target) String() string {
 	var q []string
 	for _, k := range sortedKeys(t.Params) {
 		for _, v := range t.Params[k] {
-			q = append(q, url.PathEscape(k)+"="+url.PathEscape(v))
+			q = append(q, queryEscape(k)+"="+queryEscape(v))
 		}
 	}
 	for _, k := range sortedKeys(t.Secrets) {
@@ -306,6 +311,12 @@ func (t Target) String() string {
 	return b.String()
 }
 
+// queryEscape escapes a parameter name or value so that parseParams reads
+// it back: url.PathEscape keeps '&', which would split the value.
+func queryEscape(s string) string {
+	return strings.ReplaceAll(url.PathEscape(s), "&", "%26")
+}
+
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -315,17 +326,35 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
+// publicParams are the parameters whose values an error message may show.
+var publicParams = []string{ParamSNI, ParamMaxSize}
+
 // redactURI hides the values of secret parameters in a target that may not
-// have parsed, so that an error message never shows a password.
+// have parsed, so that an error message never shows a password. A parameter
+// it does not know may be a secret misspelt (Password=, passwd=), so only
+// the values of known public parameters are kept; so is user info
+// (NAME:PASSWORD@) in the authority.
 func redactURI(raw string) string {
-	base, query, ok := strings.Cut(raw, "?")
-	if !ok {
-		return raw
+	base, query, hasQuery := strings.Cut(raw, "?")
+	if scheme, rest, ok := strings.Cut(base, "://"); ok {
+		authority, path, hasPath := strings.Cut(rest, "/")
+		if i := strings.LastIndex(authority, "@"); i >= 0 {
+			base = scheme + "://" + redacted + authority[i:]
+			if hasPath {
+				base += "/" + path
+			}
+		}
+	}
+	if !hasQuery {
+		return base
 	}
 	parts := strings.Split(query, "&")
 	for i, kv := range parts {
-		k, _, _ := strings.Cut(kv, "=")
-		if key, err := url.PathUnescape(k); err == nil && slices.Contains(secretParams, key) {
+		k, _, hasValue := strings.Cut(kv, "=")
+		if !hasValue {
+			continue
+		}
+		if key, err := url.PathUnescape(k); err != nil || !slices.Contains(publicParams, key) {
 			parts[i] = k + "=" + redacted
 		}
 	}
@@ -344,6 +373,9 @@ func ParseSize(s string) (int64, error) {
 	mult := map[string]int64{"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[unit]
 	if mult == 0 {
 		return 0, fmt.Errorf("%q is not a size: unknown unit", s)
+	}
+	if n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q is not a size: too large", s)
 	}
 	return n * mult, nil
 }

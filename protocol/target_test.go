@@ -261,7 +261,10 @@ func TestParseTargetBad(t *testing.T) {
 		{"jks:///ks.jks?password=a%zz" + testSecret, []string{"parameter password: bad percent-encoding"}},
 		{"jks:///ks.jks?password=a#" + testSecret, []string{"'#' is not allowed", "%23"}},
 		{"file:///etc?max_size=lots", []string{`max_size: "lots" is not a size`}},
-		{"file:///etc?max_size=10XB", []string{"max_size", "unknown unit"}},
+		{"file:///etc?max_size=10XB", []string{`max_size: "10XB" is not a size`}},
+		{"file:///etc?max_size=10KM", []string{"max_size", "unknown unit"}},
+		{"file:///etc?max_size=99999999T", []string{"max_size", "too large"}},
+		{"file:///etc?max_size=lots&max_size=1MB", []string{`max_size: "lots" is not a size`}},
 		// Secrets that cannot be resolved.
 		{"jks:///ks.jks?password=env:EMSIGN_TEST_UNSET", []string{"parameter password: environment variable EMSIGN_TEST_UNSET is not set"}},
 		{"jks:///ks.jks?password=" + testSecret + "&password=file:" + missing, []string{"parameter password: secret file", "nope.txt"}},
@@ -320,20 +323,21 @@ func reflectZeroTarget(t Target) bool {
 }
 
 func TestTargetErrorNamesTargetWithSecretRedacted(t *testing.T) {
-	raw := "jks://nohost/opt/app.jks?max_size=10MB&password=" + testSecret + "&password=env:KS_PASS&pin=1234"
+	t.Setenv("KS_PASS", testSecret+"-env")
+	raw := "jks://nohost/opt/app.jks?max_size=10MB&password=" + testSecret + "&password=env:KS_PASS"
 	_, err := ParseTarget(raw)
 	var te *TargetError
 	if !errors.As(err, &te) {
 		t.Fatalf("err = %v, want a *TargetError", err)
 	}
-	want := "jks://nohost/opt/app.jks?max_size=10MB&password=REDACTED&password=REDACTED&pin=REDACTED"
+	want := "jks://nohost/opt/app.jks?max_size=10MB&password=REDACTED&password=REDACTED"
 	if te.Target != want {
 		t.Errorf("Target = %q, want %q", te.Target, want)
 	}
 	if msg := err.Error(); !strings.Contains(msg, want) || !strings.Contains(msg, `not a host "nohost"`) {
 		t.Errorf("Error() = %q", msg)
 	}
-	for _, s := range []string{testSecret, "KS_PASS", "1234"} {
+	for _, s := range []string{testSecret, "KS_PASS"} {
 		if strings.Contains(err.Error(), s) {
 			t.Errorf("error %q shows %q", err, s)
 		}
@@ -486,16 +490,16 @@ func TestResolveSecret(t *testing.T) {
 	t.Setenv("EMSIGN_TEST_PW", "from env\n")
 	lf, crlf, plain, missing := secretFiles(t)
 	good := map[string]string{
-		"plain":                  "plain",
-		"":                       "",
-		"a+b":                    "a+b",
-		"env:EMSIGN_TEST_PW":     "from env\n", // only files lose their newline
-		"env:EMSIGN_TEST_EMPTY":  "",
-		"file:" + lf:             "from-file",
-		"file:" + crlf:           "from-file-crlf",
-		"file:" + plain:          "no newline+at end",
-		"ENV:EMSIGN_TEST_PW":     "ENV:EMSIGN_TEST_PW",
-		"envy:EMSIGN_TEST_PW":    "envy:EMSIGN_TEST_PW",
+		"plain":                      "plain",
+		"":                           "",
+		"a+b":                        "a+b",
+		"env:EMSIGN_TEST_PW":         "from env\n", // only files lose their newline
+		"env:EMSIGN_TEST_EMPTY":      "",
+		"file:" + lf:                 "from-file",
+		"file:" + crlf:               "from-file-crlf",
+		"file:" + plain:              "no newline+at end",
+		"ENV:EMSIGN_TEST_PW":         "ENV:EMSIGN_TEST_PW",
+		"envy:EMSIGN_TEST_PW":        "envy:EMSIGN_TEST_PW",
 		" file:" + filepath.Base(lf): " file:" + filepath.Base(lf),
 	}
 	for in, want := range good {
@@ -584,9 +588,9 @@ func TestEndpointSpecAllStopsAtEndOfAddressSpace(t *testing.T) {
 
 func TestEndpointHostPort(t *testing.T) {
 	for e, want := range map[Endpoint]string{
-		{Host: "www.example.com", Port: 443}:                                              "www.example.com:443",
-		{Host: "10.0.0.1", Addr: netip.MustParseAddr("10.0.0.1"), Port: 8443}:           "10.0.0.1:8443",
-		{Host: "2001:db8::1", Addr: netip.MustParseAddr("2001:db8::1"), Port: 443}:      "[2001:db8::1]:443",
+		{Host: "www.example.com", Port: 443}:                                       "www.example.com:443",
+		{Host: "10.0.0.1", Addr: netip.MustParseAddr("10.0.0.1"), Port: 8443}:      "10.0.0.1:8443",
+		{Host: "2001:db8::1", Addr: netip.MustParseAddr("2001:db8::1"), Port: 443}: "[2001:db8::1]:443",
 	} {
 		if got := e.HostPort(); got != want {
 			t.Errorf("%+v.HostPort() = %q, want %q", e, got, want)
@@ -646,14 +650,14 @@ func TestEndpointSpecAllIsLazy(t *testing.T) {
 
 func TestParsePortListMerges(t *testing.T) {
 	for in, want := range map[string]string{
-		"443":                  "443",
-		"8443,443":             "443,8443",
-		"443,443":              "443",
-		"1-899,443":            "1-899",
-		"1-10,11-20":           "1-20",
-		"1-10,12-20":           "1-10,12-20",
+		"443":                   "443",
+		"8443,443":              "443,8443",
+		"443,443":               "443",
+		"1-899,443":             "1-899",
+		"1-10,11-20":            "1-20",
+		"1-10,12-20":            "1-10,12-20",
 		"20-30,1-5,6,7-8,25-40": "1-8,20-40",
-		"65535,1":              "1,65535",
+		"65535,1":               "1,65535",
 	} {
 		l, err := ParsePortList(in)
 		if err != nil {

@@ -107,5 +107,10 @@ func (r Runner) Run(ctx context.Context, targets []protocol.Target, sink Sink) (
 
 // targetLocation names a whole target as a location, secrets left out.
 func targetLocation(t protocol.Target) protocol.Location {
+	if t.Scheme == protocol.SchemeTLS {
+		// Ranges rather than CIDR blocks: a '/' in a URI's host would not
+		// read back.
+		return protocol.Location{Scheme: t.Scheme, Host: t.Endpoints.String()}
+	}
 	return protocol.Location{Scheme: t.Scheme, Host: t.Host, Path: t.Path}
 }
