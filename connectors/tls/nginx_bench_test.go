@@ -9,8 +9,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	ctls "crypto/tls"
 
 	"github.com/emsign/bot/protocol"
 )
@@ -113,4 +117,43 @@ http {
 	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	waitListening(b, ports[len(ports)-1])
 	return ports
+}
+
+// BenchmarkMinimalPoolNginx is the yardstick the figures name: a
+// minimal Go pool (dial, handshake with X25519 preferred, close) against the
+// same nginx, so that the connector's own overhead shows side by side.
+func BenchmarkMinimalPoolNginx(b *testing.B) {
+	const addrs, listeners = 16, 100
+	ports := startNginx(b, addrs, listeners)
+	cfg := &ctls.Config{InsecureSkipVerify: true, CurvePreferences: []ctls.CurveID{ctls.X25519}} //nolint:gosec // a benchmark yardstick
+	jobs := make(chan string, 64)
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range 64 {
+		wg.Go(func() {
+			for addr := range jobs {
+				c, err := net.DialTimeout("tcp", addr, 3*time.Second)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				if err := ctls.Client(c, cfg).Handshake(); err != nil {
+					failed.Add(1)
+				}
+				c.Close()
+			}
+		})
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		jobs <- fmt.Sprintf("127.0.0.%d:%d", 1+i%addrs, ports[(i/addrs)%len(ports)])
+	}
+	close(jobs)
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d handshakes failed", n)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "handshakes/s")
 }
