@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/emsign/bot/connectors"
+	"github.com/emsign/bot/connectors/certstore"
 	tlsconn "github.com/emsign/bot/connectors/tls"
 	"github.com/emsign/bot/protocol"
 )
@@ -37,7 +38,15 @@ func NewRegistry(o SourceOptions) (Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tls connector: %w", err)
 	}
+	storeSource, err := certstore.New(certstore.Config{
+		Logger: o.Logger.With("connector", "certstore"),
+		Now:    o.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("certstore connector: %w", err)
+	}
 	return Registry{
-		protocol.SchemeTLS: tlsSource,
+		protocol.SchemeTLS:       tlsSource,
+		protocol.SchemeCertStore: storeSource,
 	}, nil
 }
