@@ -7,6 +7,7 @@ import (
 
 	"github.com/emsign/bot/connectors"
 	"github.com/emsign/bot/connectors/certstore"
+	"github.com/emsign/bot/connectors/files"
 	tlsconn "github.com/emsign/bot/connectors/tls"
 	"github.com/emsign/bot/protocol"
 )
@@ -38,6 +39,14 @@ func NewRegistry(o SourceOptions) (Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tls connector: %w", err)
 	}
+	fileSource, err := files.New(files.Config{
+		Passwords: o.Passwords,
+		Logger:    o.Logger.With("connector", "files"),
+		Now:       o.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("files connector: %w", err)
+	}
 	storeSource, err := certstore.New(certstore.Config{
 		Logger: o.Logger.With("connector", "certstore"),
 		Now:    o.Now,
@@ -47,6 +56,8 @@ func NewRegistry(o SourceOptions) (Registry, error) {
 	}
 	return Registry{
 		protocol.SchemeTLS:       tlsSource,
+		protocol.SchemeFile:      fileSource,
+		protocol.SchemeJKS:       fileSource,
 		protocol.SchemeCertStore: storeSource,
 	}, nil
 }
