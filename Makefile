@@ -31,7 +31,7 @@ vet:
 	GOOS=windows GOARCH=amd64 $(GO) vet ./...
 
 test: vet windows
-	./scripts/deps.sh openssl keytool
+	./scripts/deps.sh openssl
 	$(GO) test -count=1 ./...
 
 # Fast tests that need nothing installed.
