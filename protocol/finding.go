@@ -15,28 +15,29 @@ const (
 )
 
 // Finding is one certificate at one location, or a problem at a location.
-// Connectors stream findings; a scan is never held whole in memory.
+// Connectors stream findings; a scan is never held whole in memory. Its JSON
+// form is what the bot sends the control plane (DER as base64).
 type Finding struct {
-	Location Location
+	Location Location `json:"location"`
 	// Source is the kind of target that found it (tls, file, jks, ...).
-	Source string
+	Source string `json:"source"`
 	// Format is how the certificate was stored or served (pem, pkcs12, ...).
-	Format string
+	Format string `json:"format,omitempty"`
 	// Chain is DER, the certificate first, then the certificates served or
 	// stored with it, in the order found.
-	Chain [][]byte
+	Chain [][]byte `json:"chain,omitempty"`
 	// Key describes a private key found with the certificate; the key
 	// itself never leaves the connector.
-	Key *KeyInfo
+	Key *KeyInfo `json:"key,omitempty"`
 	// TLS describes the session, for endpoints.
-	TLS *TLSInfo
+	TLS *TLSInfo `json:"tls,omitempty"`
 	// Error is a per-location problem (no password fits, handshake failure,
 	// truncated PEM). A finding may carry both a certificate and an error,
 	// e.g. a keystore whose certificates were read but whose keys were not.
-	Error string
+	Error string `json:"error,omitempty"`
 	// Machine is the host a certificate store belongs to (B4.4).
-	Machine *MachineInfo
-	SeenAt  time.Time
+	Machine *MachineInfo `json:"machine,omitempty"`
+	SeenAt  time.Time    `json:"seen_at"`
 }
 
 // MachineInfo names the machine a local store was read on.
