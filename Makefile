@@ -41,7 +41,7 @@ test-short:
 # Speed and memory, measured (never timed tests). See each benchmark's
 # comment for the issue's targets.
 bench:
-	./scripts/deps.sh openssl nginx
+	./scripts/deps.sh openssl nginx nmap
 	./scripts/bench.sh
 
 # Each fuzz target for 60 seconds.

@@ -9,7 +9,7 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
 echo "== TLS discovery (connectors/tls)"
-go test -run '^$' -bench 'Handshakes' -benchtime 20000x ./connectors/tls | tee -a "$out"
+go test -run '^$' -bench 'Handshakes|MinimalPool' -benchtime 20000x ./connectors/tls | tee -a "$out"
 go test -run '^$' -bench 'PortSweep' -benchtime 5x ./connectors/tls | tee -a "$out"
 # Its own process, so that the peak memory is the sweep's alone.
 go test -run '^$' -bench 'Slash16' -benchtime 1x ./connectors/tls | tee -a "$out"

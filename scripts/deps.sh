@@ -8,6 +8,7 @@ declare -A package_of=(
 	[openssl]=openssl
 	[keytool]=default-jre-headless
 	[nginx]=nginx-light
+	[nmap]=nmap
 	[update-ca-certificates]=ca-certificates
 )
 
