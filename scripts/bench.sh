@@ -24,6 +24,7 @@ fi
 
 echo
 echo "== summary"
-awk '/handshakes\/s/ { for (i = 1; i <= NF; i++) if ($(i+1) == "handshakes/s") printf "%-40s %8.0f handshakes/s\n", $1, $i }
+awk '/handshakes\/s/ { for (i = 1; i <= NF; i++) { if ($(i+1) == "handshakes/s") printf "%-40s %8.0f handshakes/s\n", $1, $i
+                                                  if ($(i+1) == "client-CPU-µs/handshake") printf "%-40s %8.0f µs client CPU a handshake\n", $1, $i } }
      /s\/sweep/      { for (i = 1; i <= NF; i++) if ($(i+1) == "s/sweep") printf "%-40s %8.2f s for 65,535 ports\n", $1, $i }
      /peak-RSS-MB/   { for (i = 1; i <= NF; i++) if ($(i+1) == "peak-RSS-MB") printf "%-40s %8.1f MB peak RSS\n", $1, $i }' "$out"
