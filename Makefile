@@ -55,7 +55,7 @@ fuzz:
 
 # Regenerates the keystore and certificate fixtures with openssl and keytool.
 fixtures:
-	./scripts/deps.sh openssl keytool
+	./scripts/deps.sh openssl keytool bcprov
 	cd connectors/files/testdata && ./gen.sh
 
 clean:

@@ -14,6 +14,11 @@ declare -A package_of=(
 
 missing=()
 for cmd in "$@"; do
+	if [ "$cmd" = bcprov ]; then
+		# Bouncy Castle, a jar rather than a command: gen.sh writes BER PKCS#12 with it.
+		[ -f /usr/share/java/bcprov.jar ] || missing+=(libbcprov-java)
+		continue
+	fi
 	if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then
 		missing+=("${package_of[$cmd]:?no package known for $cmd}")
 	fi

@@ -17,6 +17,7 @@ func FuzzParse(f *testing.F) {
 		"pem/junk-crlf.pem", "pem/rsa-enckey.pem", "pem/trusted.pem", "pem/truncated.pem",
 		"der/rsa.cer", "p7/bundle-der.p7c", "p7/bundle.p7b",
 		"p12/openssl-aes.p12", "p12/openssl-legacy.pfx", "p12/nomac.p12", "p12/keytool-truststore.p12",
+		"p12/bouncycastle.p12", "p12/bouncycastle-nopass.p12",
 		"jks/keystore.jks", "jceks/keystore.jceks",
 	} {
 		b, err := os.ReadFile(filepath.Join("testdata", "corpus", filepath.FromSlash(name)))

@@ -16,32 +16,71 @@ import (
 // PBES2/AES and the legacy RC2/3DES ciphers, SHA-1 and SHA-2 MACs, no MAC,
 // and empty passwords. It has no single call for every layout, so three are
 // tried in turn (see decodePKCS12). The passwords are tried in order; the
-// file is only reported as a whole when none fits.
+// file is only reported as a whole when none fits. go-pkcs12 reads DER
+// only: a BER-encoded file is made DER first (see berPKCS12).
 func parsePKCS12(data []byte, pws []string) []Entry {
-	var structural error
-	for _, pw := range pws {
-		entries, err := decodePKCS12(data, pw)
-		if err == nil {
-			return entries
+	entries, structural := decodePKCS12All(pws, func(string) ([]byte, error) { return data, nil })
+	ber := false
+	if structural != nil {
+		if b, err := newBERPKCS12(data); err != nil {
+			if len(data) > 1 && data[1] == 0x80 {
+				return pkcs12Problem("BER-encoded PKCS#12 does not parse: "+err.Error(), nil)
+			}
+		} else if b.wasBER {
+			ber = true
+			entries, structural = decodePKCS12All(pws, b.forPassword)
 		}
-		if !isPKCS12PasswordError(err) {
-			// The file itself is the problem: another password will not
-			// change that.
-			structural = err
-			break
-		}
+	}
+	if entries != nil {
+		return entries
+	}
+	prefix := ""
+	if ber {
+		prefix = "BER-encoded "
 	}
 	if structural == nil {
-		return []Entry{{Format: protocol.FormatPKCS12, Err: "no password fits (PKCS#12 MAC or decryption failed with every password given)"}}
-	}
-	if len(data) > 1 && data[1] == 0x80 {
-		return []Entry{{Format: protocol.FormatPKCS12, Err: "BER-encoded (indefinite-length) PKCS#12 is not supported yet: " + structural.Error()}}
+		return pkcs12Problem("no password fits (PKCS#12 MAC or decryption failed with every password given)", nil)
 	}
 	var ni gopkcs12.NotImplementedError
 	if errors.As(structural, &ni) || errors.Is(structural, errPKCS12Layout) {
-		return []Entry{{Format: protocol.FormatPKCS12, Err: "PKCS#12 layout not supported yet: " + structural.Error()}}
+		return pkcs12Problem(prefix+"PKCS#12 layout not supported yet: ", structural)
 	}
-	return []Entry{{Format: protocol.FormatPKCS12, Err: "PKCS#12 does not parse: " + structural.Error()}}
+	return pkcs12Problem(prefix+"PKCS#12 does not parse: ", structural)
+}
+
+func pkcs12Problem(msg string, err error) []Entry {
+	if err != nil {
+		msg += err.Error()
+	}
+	return []Entry{{Format: protocol.FormatPKCS12, Err: msg}}
+}
+
+// decodePKCS12All tries the passwords in turn on the file fileFor gives for
+// each (the file itself, or the BER file made DER for that password). It
+// returns the entries of the first that fits, or the error that ended the
+// attempt when it is not about the password (another password will not
+// change that), or neither when no password fits.
+func decodePKCS12All(pws []string, fileFor func(pw string) ([]byte, error)) ([]Entry, error) {
+	for _, pw := range pws {
+		data, err := fileFor(pw)
+		if errors.Is(err, errPKCS12MAC) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		entries, err := decodePKCS12(data, pw)
+		if err == nil {
+			if entries == nil {
+				entries = []Entry{}
+			}
+			return entries, nil
+		}
+		if !isPKCS12PasswordError(err) {
+			return nil, err
+		}
+	}
+	return nil, nil
 }
 
 // errPKCS12Layout marks a file that go-pkcs12 read but none of its decoders

@@ -7,6 +7,7 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"strings"
 
@@ -248,6 +249,9 @@ func isPrivateKeyDER(der []byte) bool {
 	return err == nil
 }
 
+// pkcs7MaxDepth is the deepest nesting parsePKCS7 hands to smallstep/pkcs7.
+const pkcs7MaxDepth = 64
+
 // parsePKCS7 returns the certificates of a PKCS#7 / CMS SignedData (the
 // certificates-only .p7b form, DER or BER).
 func parsePKCS7(der []byte) (certs []*x509.Certificate, err error) {
@@ -258,6 +262,13 @@ func parsePKCS7(der []byte) (certs []*x509.Certificate, err error) {
 			certs, err = nil, fmt.Errorf("pkcs7: %v", r)
 		}
 	}()
+	// smallstep/pkcs7 makes BER into DER recursively, with no depth limit:
+	// a few MiB of nested indefinite lengths overflow the goroutine stack,
+	// a fatal error no recover catches. Certificates in a SignedData are
+	// some 20 levels deep.
+	if _, err := checkBERBounds(der, pkcs7MaxDepth, len(der), math.MaxInt); err != nil {
+		return nil, err
+	}
 	p7, err := pkcs7.Parse(der)
 	if err != nil {
 		return nil, err

@@ -4,8 +4,13 @@
 # keytool. It rewrites testdata/corpus/ and testdata/expected.json together
 # (keys are random, so the fingerprints change with every run; the layout
 # does not). Run it from anywhere: bash connectors/files/testdata/gen.sh
-# Needs: openssl (3.x), keytool (any JDK 11+), sha256sum, nothing else.
+# Needs: openssl (3.x), keytool and java (any JDK 11+), Bouncy Castle's
+# provider jar (Debian: libbcprov-java; another path with BCPROV=...),
+# sha256sum, nothing else.
 set -euo pipefail
+
+bcprov=${BCPROV:-/usr/share/java/bcprov.jar}
+[ -f "$bcprov" ] || { echo "gen.sh: $bcprov missing: apt-get install libbcprov-java, or set BCPROV" >&2; exit 1; }
 
 here=$(cd "$(dirname "$0")" && pwd)
 out=$here/corpus
@@ -118,16 +123,16 @@ fail p12/certs-only.p12 "not supported"
 
 # ---- keystores by keytool -------------------------------------------------
 kt() { keytool -noprompt "$@" 2>/dev/null >/dev/null; }
-# keystore STORETYPE FILE PASSWORD: a key entry "server" whose chain is
-# server <- Test CA, and a trusted entry "testca".
+# keystore STORETYPE FILE PASSWORD [KEYTOOL OPTIONS]: a key entry "server"
+# whose chain is server <- Test CA, and a trusted entry "testca".
 keystore() {
-  local type=$1 file=$2 pass=$3
+  local type=$1 file=$2 pass=$3; shift 3
   kt -genkeypair -alias server -keyalg RSA -keysize 2048 -validity 365 -dname "CN=jks.example.com,O=Example" \
-     -ext SAN=dns:jks.example.com -keystore "$file" -storetype "$type" -storepass "$pass" -keypass "$pass"
-  kt -certreq -alias server -keystore "$file" -storetype "$type" -storepass "$pass" -file "$file.csr"
+     -ext SAN=dns:jks.example.com -keystore "$file" -storetype "$type" -storepass "$pass" -keypass "$pass" "$@"
+  kt -certreq -alias server -keystore "$file" -storetype "$type" -storepass "$pass" -file "$file.csr" "$@"
   openssl x509 -req -in "$file.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 365 -copy_extensions copy -out "$file.crt" 2>/dev/null
-  kt -importcert -trustcacerts -alias testca -file ca.pem -keystore "$file" -storetype "$type" -storepass "$pass"
-  kt -importcert -alias server -file "$file.crt" -keystore "$file" -storetype "$type" -storepass "$pass" -keypass "$pass"
+  kt -importcert -trustcacerts -alias testca -file ca.pem -keystore "$file" -storetype "$type" -storepass "$pass" "$@"
+  kt -importcert -alias server -file "$file.crt" -keystore "$file" -storetype "$type" -storepass "$pass" -keypass "$pass" "$@"
 }
 keystore JKS ks.jks $pw;            cp ks.jks "$out/jks/keystore.jks"
 cert jks/keystore.jks#server "$(fp ks.jks.crt)" jks RSA 2048; cert jks/keystore.jks#testca "$CA" jks
@@ -150,7 +155,7 @@ fail "jceks/wrong-password.jceks#server" "no password fits"
 keystore PKCS12 ks.p12 $pw;         cp ks.p12 "$out/p12/keytool.p12"
 p12bags() { # FILE FORMAT KEYFP: one expected entry per certificate bag
   rm -f bag-*.pem
-  openssl pkcs12 -in "$1" -nokeys -passin pass:$pw 2>/dev/null | awk '/BEGIN CERT/{f = "bag-" n++ ".pem"; on = 1} on {print > f} /END CERT/{close(f); on = 0}'
+  openssl pkcs12 -legacy -in "$1" -nokeys -passin pass:$pw 2>/dev/null | awk '/BEGIN CERT/{f = "bag-" n++ ".pem"; on = 1} on {print > f} /END CERT/{close(f); on = 0}'
   local i=0
   while [ -f "bag-$i.pem" ]; do
     local f; f=$(fp "bag-$i.pem")
@@ -164,6 +169,49 @@ kt -importcert -trustcacerts -alias testca -file ca.pem -keystore ts.p12 -storet
 kt -importcert -trustcacerts -alias ecleaf -file ec.pem -keystore ts.p12 -storetype PKCS12 -storepass $pw
 cp ts.p12 "$out/p12/keytool-truststore.p12"
 p12bags ts.p12 p12/keytool-truststore.p12
+# PKCS#12 written by Bouncy Castle (what EJBCA exports and Java applications
+# that use BC write): BER throughout, indefinite lengths and OCTET STRINGs in
+# 1000-byte chunks, in the PFX, in the AuthenticatedSafe the MAC covers and
+# around the encrypted certificates; SHA-1 MAC, 3DES key, RC2-40
+# certificates. Through keytool: the same two entries as keytool.p12, but
+# BC stores the CA once, so two certificate bags.
+bc=(-providername BC -providerclass org.bouncycastle.jce.provider.BouncyCastleProvider -providerpath "$bcprov")
+keystore PKCS12 bc.p12 $pw "${bc[@]}"; cp bc.p12 "$out/p12/bouncycastle.p12"
+p12bags bc.p12 p12/bouncycastle.p12 "$(fp bc.p12.crt)"
+# ... and with the empty password, which BC turns into no bytes at all
+# (openssl and go-pkcs12 use two zero bytes). keytool refuses short
+# passwords, so a few lines of Java write it: the EC key of
+# empty-password.p12, alias "nopass".
+cat > BCStore.java <<'JAVA'
+import java.io.*;
+import java.security.*;
+import java.util.*;
+
+// BCStore SRC SRCPASS DST DSTPASS copies a PKCS#12 key store into one written by Bouncy Castle.
+public class BCStore {
+    public static void main(String[] a) throws Exception {
+        Security.addProvider(new org.bouncycastle.jce.provider.BouncyCastleProvider());
+        KeyStore src = KeyStore.getInstance("PKCS12");
+        try (InputStream in = new FileInputStream(a[0])) { src.load(in, a[1].toCharArray()); }
+        KeyStore dst = KeyStore.getInstance("PKCS12", "BC");
+        dst.load(null, null);
+        char[] pw = a[3].toCharArray();
+        for (String alias : Collections.list(src.aliases())) {
+            if (src.isKeyEntry(alias)) dst.setKeyEntry(alias, src.getKey(alias, a[1].toCharArray()), pw, src.getCertificateChain(alias));
+            else dst.setCertificateEntry(alias, src.getCertificate(alias));
+        }
+        try (OutputStream out = new FileOutputStream(a[2])) { dst.store(out, pw); }
+    }
+}
+JAVA
+java -cp "$bcprov" BCStore.java "$out/p12/empty-password.p12" "" "$out/p12/bouncycastle-nopass.p12" ""
+cert p12/bouncycastle-nopass.p12#nopass "$EC" pkcs12 ECDSA 256
+# both really are BER: an indefinite length right at the start
+for f in bouncycastle.p12 bouncycastle-nopass.p12; do
+  openssl asn1parse -inform DER -in "$out/p12/$f" > asn1.txt
+  head -n 1 asn1.txt | grep -q 'l=inf' || { echo "gen.sh: $f is not BER" >&2; exit 1; }
+done
+
 # the keystore under a name that says nothing, and a .keystore one
 cp ks.jks "$out/nested/deeper/app-store"
 cert nested/deeper/app-store#server "$(fp ks.jks.crt)" jks RSA 2048; cert nested/deeper/app-store#testca "$CA" jks
