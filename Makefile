@@ -20,9 +20,10 @@ windows:
 	GOOS=windows GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/emsign-bot.exe ./agent/cmd/emsign-bot
 
 # Until the control plane exists: the inventory of this machine, TLS on every
-# loopback port, the certificate folders and the OS store.
+# loopback port, the certificate folders and the OS store. changeit is the
+# password every JDK ships its cacerts with.
 run: build
-	$(BIN)/emsign-bot scan tls://127.0.0.1:1-65535 $(addprefix file://,$(CERT_DIRS)) certstore://
+	$(BIN)/emsign-bot scan --password changeit tls://127.0.0.1:1-65535 $(addprefix file://,$(CERT_DIRS)) certstore://
 
 vet:
 	@unformatted=$$(gofmt -l . | grep -v '^vendor/' || true); \
