@@ -222,8 +222,13 @@ func (s *Source) probe(ctx context.Context, r *resolver, p probe) (protocol.Find
 		cfg.ServerName = serverName
 	}
 	_ = conn.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	// A cancelled scan ends the handshake by moving the deadline to now.
+	// context.AfterFunc costs nothing until it fires, where HandshakeContext
+	// starts a goroutine for every handshake.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
 	tc := ctls.Client(conn, cfg)
-	if err := tc.HandshakeContext(ctx); err != nil {
+	if err := tc.Handshake(); err != nil {
 		if ctx.Err() != nil {
 			return protocol.Finding{}, false
 		}
