@@ -85,7 +85,17 @@ func newCert(tb testing.TB, name, alg string) ctls.Certificate {
 // Each connection completes its handshake and is closed.
 func serveTLS(tb testing.TB, cfg *ctls.Config) net.Listener {
 	tb.Helper()
-	ln, err := ctls.Listen("tcp", "127.0.0.1:0", cfg)
+	return serveRaw(tb, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		_ = ctls.Server(c, cfg).Handshake()
+	})
+}
+
+// serveRaw accepts loopback connections until the test ends and hands each
+// to handle, closing it after.
+func serveRaw(tb testing.TB, handle func(net.Conn)) net.Listener {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -98,8 +108,7 @@ func serveTLS(tb testing.TB, cfg *ctls.Config) net.Listener {
 			}
 			go func() {
 				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				_ = c.(*ctls.Conn).Handshake()
+				handle(c)
 			}()
 		}
 	}()

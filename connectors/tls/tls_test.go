@@ -133,31 +133,13 @@ func joinInts(ns []int) string {
 	return strings.Join(s, ",")
 }
 
-// servePlain accepts TCP connections and writes banner, like a non-TLS
-// service would.
+// servePlain writes banner to each connection, as a non-TLS service would.
 func servePlain(t *testing.T, banner []byte) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_, _ = c.Write(banner)
-				buf := make([]byte, 1024)
-				_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-				_, _ = c.Read(buf)
-			}()
-		}
-	}()
-	return ln
+	return serveRaw(t, func(c net.Conn) {
+		_, _ = c.Write(banner)
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _ = c.Read(make([]byte, 1024))
+	})
 }
 
 // SNI picks the certificate; a bare IP gets the server's default.
@@ -237,28 +219,6 @@ func TestMisbehavingServers(t *testing.T) {
 			}
 		})
 	}
-}
-
-func serveRaw(t *testing.T, handle func(net.Conn)) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
-	return ln
 }
 
 // A port the user named alone is reported when refused; in a range it is not.
