@@ -5,9 +5,6 @@ package certstore
 import (
 	"bytes"
 	"crypto/x509"
-	"encoding/asn1"
-	"encoding/binary"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -17,9 +14,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/emsign/bot/connectors/files"
 	"github.com/emsign/bot/protocol"
-	"github.com/pavlo-v-chernykh/keystore-go/v4"
-	"software.sslmate.com/src/go-pkcs12"
 )
 
 // locationSystem is the one store location on Linux: the machine's trust
@@ -31,10 +27,11 @@ const locationSystem = "System"
 // certificate directory from being read whole.
 const maxFileSize = 64 << 20
 
-// javaPassword is the password every JDK and distribution ships cacerts
-// with. It only guards the keystore's integrity: trusted certificates in
-// a JKS are not encrypted.
-const javaPassword = "changeit"
+// javaPasswords open Java's cacerts: changeit, which every JDK and
+// distribution ships it with, then (tried by files) the empty password of
+// JDK 18+'s PKCS#12 trust stores. The password only guards the keystore's
+// integrity: trusted certificates in a JKS are not encrypted.
+var javaPasswords = []protocol.Secret{protocol.NewSecret("changeit")}
 
 // linuxStore is one trust store, made of the files a distribution or Java
 // keeps it in. Paths are absolute, before a Config.Roots prefix.
@@ -240,47 +237,26 @@ type linuxStoreScan struct {
 // itself, so a file without certificates is a problem; in a directory such
 // a file is skipped unless its name says it should hold one.
 func (r *linuxReader) readFile(ss *linuxStoreScan, p string, bundle bool) error {
-	if err := r.ctx.Err(); err != nil {
+	data, ok, err := r.load(ss, p, "a certificate file")
+	if !ok {
 		return err
 	}
-	real, fi, exists, err := resolve(p)
-	if !exists {
-		return nil
-	}
-	if err != nil {
-		return ss.problem(err)
-	}
-	if fi.IsDir() {
-		return ss.problem(fmt.Errorf("%s is a directory, not a certificate file", p))
-	}
-	if !r.claim(ss, p, real) {
-		return nil
-	}
-	data, err := readLimited(real)
-	if err != nil {
-		return ss.problem(fmt.Errorf("%s: %w", p, err))
-	}
-	certs, problem := parseCertFile(data)
-	if len(certs) == 0 && problem == nil {
+	entries, err := files.Parse(data, nil)
+	// Nothing readable: the bare sentinel, or no entry at all. (files.Parse
+	// wraps ErrNotCertificate with what was wrong when the file had
+	// certificate blocks none of which was whole: a problem whatever the
+	// file's name, reported below.)
+	if err == files.ErrNotCertificate || (err == nil && len(entries) == 0) { //nolint:errorlint // the bare sentinel only.
 		if len(bytes.TrimSpace(data)) == 0 || !(bundle || hasCertExt(p)) {
 			r.log.Debug("no certificate in file", "path", p)
 			return nil
 		}
-		problem = errors.New("holds no certificate")
+		err = errors.New("holds no certificate")
 	}
-	for i, der := range certs {
-		var msg string
-		if _, err := x509.ParseCertificate(der); err != nil {
-			msg = fmt.Sprintf("%s: certificate %d: %v", p, i+1, err)
-		}
-		if err := ss.cert([][]byte{der}, nil, msg); err != nil {
-			return err
-		}
+	if err != nil {
+		return ss.problem(fmt.Errorf("%s: %w", p, err))
 	}
-	if problem != nil {
-		return ss.problem(fmt.Errorf("%s: %w", p, problem))
-	}
-	return nil
+	return r.report(ss, p, entries)
 }
 
 func hasCertExt(p string) bool {
@@ -342,6 +318,34 @@ func (r *linuxReader) readDir(ss *linuxStoreScan, dir string, recurse bool, visi
 	return nil
 }
 
+// load reads the file at p for the store. ok is false when there is nothing
+// to parse: the file is absent, already read, or a problem, which load has
+// reported; err is then an error that ends the discovery, if any. what
+// names the kind of file expected, for the problem of a directory.
+func (r *linuxReader) load(ss *linuxStoreScan, p, what string) (data []byte, ok bool, err error) {
+	if err := r.ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	real, fi, exists, err := resolve(p)
+	if !exists {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, ss.problem(err)
+	}
+	if fi.IsDir() {
+		return nil, false, ss.problem(fmt.Errorf("%s is a directory, not %s", p, what))
+	}
+	if !r.claim(ss, p, real) {
+		return nil, false, nil
+	}
+	data, err = readLimited(real)
+	if err != nil {
+		return nil, false, ss.problem(fmt.Errorf("%s: %w", p, err))
+	}
+	return data, true, nil
+}
+
 func readLimited(p string) ([]byte, error) {
 	f, err := os.Open(p)
 	if err != nil {
@@ -358,48 +362,41 @@ func readLimited(p string) ([]byte, error) {
 	return data, nil
 }
 
-// parseCertFile returns the DER of every certificate in a PEM file, or of
-// a DER file. problem reports PEM blocks that are truncated or malformed;
-// the certificates around them are still returned.
-func parseCertFile(data []byte) (certs [][]byte, problem error) {
-	begins := bytes.Count(data, []byte("-----BEGIN "))
-	if begins == 0 {
-		if _, err := x509.ParseCertificate(data); err == nil {
-			return [][]byte{data}, nil
-		}
-		return nil, nil
-	}
-	decoded := 0
-	var bad []string
-	for rest := data; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		decoded++
-		switch b.Type {
-		case "CERTIFICATE", "X509 CERTIFICATE":
-			certs = append(certs, b.Bytes)
-		case "TRUSTED CERTIFICATE":
-			// OpenSSL's trusted form (RHEL's ca-bundle.trust.crt, p11-kit
-			// anchors): the certificate's DER followed by its trust
-			// settings. The certificate is the first DER element.
-			var raw asn1.RawValue
-			if _, err := asn1.Unmarshal(b.Bytes, &raw); err != nil {
-				bad = append(bad, fmt.Sprintf("TRUSTED CERTIFICATE block %d: %v", decoded, err))
-				continue
+// report emits what files.Parse found in the file at p: each certificate,
+// and each problem, naming the file.
+func (r *linuxReader) report(ss *linuxStoreScan, p string, entries []files.Entry) error {
+	for _, e := range entries {
+		if len(e.Chain) == 0 || len(e.Chain[0]) == 0 {
+			if e.Err != "" {
+				if err := ss.problem(fmt.Errorf("%s: %s", p, e.Err)); err != nil {
+					return err
+				}
 			}
-			certs = append(certs, raw.FullBytes)
+			continue
+		}
+		var msgs []string
+		if e.Err != "" {
+			msgs = append(msgs, e.Err)
+		}
+		// files reports certificates Go does not parse; say why here.
+		if _, err := x509.ParseCertificate(e.Chain[0]); err != nil {
+			msgs = append(msgs, err.Error())
+		}
+		var msg string
+		if len(msgs) > 0 {
+			msg = fmt.Sprintf("%s#%s: %s", p, e.Name, strings.Join(msgs, "; "))
+		}
+		// A store tells of a private key by its public half: files leaves
+		// the size unknown when no password opened the key.
+		var key *protocol.KeyInfo
+		if e.Key != nil {
+			key = publicKeyInfo(e.Chain[0])
+		}
+		if err := ss.cert(e.Chain, key, msg); err != nil {
+			return err
 		}
 	}
-	if missing := begins - decoded; missing > 0 {
-		bad = append(bad, fmt.Sprintf("%d PEM block(s) truncated or malformed", missing))
-	}
-	if len(bad) > 0 {
-		problem = errors.New(strings.Join(bad, "; "))
-	}
-	return certs, problem
+	return nil
 }
 
 // readKeystores reads Java's cacerts files. patterns are globs with any
@@ -421,114 +418,21 @@ func (r *linuxReader) readKeystores(ss *linuxStoreScan, root string, patterns []
 	return nil
 }
 
-// Keystore file magics.
-const (
-	magicJKS   = 0xFEEDFEED
-	magicJCEKS = 0xCECECECE
-)
-
+// readKeystore reads a Java keystore: JKS, JCEKS or PKCS#12, opened with
+// no password or changeit.
 func (r *linuxReader) readKeystore(ss *linuxStoreScan, p string) error {
-	if err := r.ctx.Err(); err != nil {
+	data, ok, err := r.load(ss, p, "a keystore")
+	if !ok {
 		return err
 	}
-	real, fi, exists, err := resolve(p)
-	if !exists {
-		return nil
+	entries, err := files.ParseKeystore(data, javaPasswords)
+	if errors.Is(err, files.ErrNotCertificate) {
+		err = files.ErrNotKeystore
 	}
-	if err != nil {
-		return ss.problem(err)
-	}
-	if fi.IsDir() {
-		return ss.problem(fmt.Errorf("%s is a directory, not a keystore", p))
-	}
-	if !r.claim(ss, p, real) {
-		return nil
-	}
-	data, err := readLimited(real)
 	if err != nil {
 		return ss.problem(fmt.Errorf("%s: %w", p, err))
 	}
-	var magic uint32
-	if len(data) >= 4 {
-		magic = binary.BigEndian.Uint32(data)
-	}
-	switch magic {
-	case magicJKS:
-		return r.readJKS(ss, p, data)
-	case magicJCEKS:
-		return ss.problem(fmt.Errorf("%s: a JCEKS keystore; only JKS and PKCS#12 trust stores are read here", p))
-	default:
-		return r.readPKCS12(ss, p, data)
-	}
-}
-
-func (r *linuxReader) readJKS(ss *linuxStoreScan, p string, data []byte) error {
-	ks := keystore.New(keystore.WithOrderedAliases())
-	// Load fills the keystore entry by entry and checks the password-keyed
-	// digest last, so on a wrong password or a truncated file what was read
-	// is still there: report it, and the problem beside it.
-	loadErr := ks.Load(bytes.NewReader(data), []byte(javaPassword))
-	for _, alias := range ks.Aliases() {
-		var chain [][]byte
-		var key *protocol.KeyInfo
-		switch {
-		case ks.IsTrustedCertificateEntry(alias):
-			e, err := ks.GetTrustedCertificateEntry(alias)
-			if err != nil {
-				continue
-			}
-			chain = [][]byte{e.Certificate.Content}
-		case ks.IsPrivateKeyEntry(alias):
-			certs, err := ks.GetPrivateKeyEntryCertificateChain(alias)
-			if err != nil || len(certs) == 0 {
-				continue
-			}
-			for _, c := range certs {
-				chain = append(chain, c.Content)
-			}
-			key = publicKeyInfo(chain[0])
-		default:
-			continue
-		}
-		if len(chain[0]) == 0 {
-			continue
-		}
-		var msg string
-		if _, err := x509.ParseCertificate(chain[0]); err != nil {
-			msg = fmt.Sprintf("%s#%s: %v", p, alias, err)
-		}
-		if err := ss.cert(chain, key, msg); err != nil {
-			return err
-		}
-	}
-	if loadErr != nil {
-		if strings.Contains(loadErr.Error(), "invalid digest") {
-			return ss.problem(fmt.Errorf("%s: integrity not verified: the keystore password is not %s", p, javaPassword))
-		}
-		return ss.problem(fmt.Errorf("%s: %w", p, loadErr))
-	}
-	return nil
-}
-
-// readPKCS12 reads a PKCS#12 trust store, what JDK 18 and later ship as
-// cacerts: without a password, or with changeit.
-func (r *linuxReader) readPKCS12(ss *linuxStoreScan, p string, data []byte) error {
-	var certs []*x509.Certificate
-	var err error
-	for _, pw := range []string{"", javaPassword} {
-		if certs, err = pkcs12.DecodeTrustStore(data, pw); err == nil {
-			break
-		}
-	}
-	if err != nil {
-		return ss.problem(fmt.Errorf("%s: not a JKS or PKCS#12 trust store: %w", p, err))
-	}
-	for _, c := range certs {
-		if err := ss.cert([][]byte{c.Raw}, nil, ""); err != nil {
-			return err
-		}
-	}
-	return nil
+	return r.report(ss, p, entries)
 }
 
 // escapeGlob quotes the glob metacharacters in a literal path, so that a

@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -234,15 +235,23 @@ func TestDiscover(t *testing.T) {
 	c := f.c
 	at := func(p string) string { return filepath.Join(f.root, p) }
 
+	// The bundle's last block is cut off: the problem names its line.
+	bundle, err := os.ReadFile(at("etc/ssl/certs/ca-certificates.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	truncated := fmt.Sprintf(`: PEM block "CERTIFICATE" at line %d is truncated`,
+		1+bytes.Count(bundle[:bytes.LastIndex(bundle, []byte("-----BEGIN "))], []byte("\n")))
+
 	caCerts := []string{loc("ca-certificates", c[0]), loc("ca-certificates", c[1]), loc("ca-certificates", c[2])}
-	caProblems := []problem{{"certstore://System/ca-certificates", at("etc/ssl/certs/ca-certificates.crt") + ": 1 PEM block(s) truncated"}}
+	caProblems := []problem{{"certstore://System/ca-certificates", at("etc/ssl/certs/ca-certificates.crt") + truncated}}
 	pkiCerts := []string{loc("pki", c[3]), loc("pki", c[0])}
 	pkiProblems := []problem{{"certstore://System/pki", at("etc/pki/tls/certs/ca-bundle.crt") + " is a directory"}}
 	bundleProblems := []problem{{"certstore://System/ca-bundle", at("etc/ssl/ca-bundle.pem")}}
 	localCerts := []string{loc("local", c[4]), loc("local", c[5])}
 	localProblems := []problem{{"certstore://System/local", at("usr/local/share/ca-certificates/bad.crt") + ": holds no certificate"}}
 	javaCerts := []string{loc("java-cacerts", c[6]), loc("java-cacerts", c[7]), loc("java-cacerts", c[8]), loc("java-cacerts", c[9]), loc("java-cacerts", c[10])}
-	javaProblems := []problem{{"certstore://System/java-cacerts", at("opt/my[jdk]/lib/security/cacerts") + ": integrity not verified"}}
+	javaProblems := []problem{{"certstore://System/java-cacerts", at("opt/my[jdk]/lib/security/cacerts") + ": no password fits"}}
 
 	tests := []struct {
 		name     string
@@ -276,7 +285,7 @@ func TestDiscover(t *testing.T) {
 			name:     "a store linking to another's file",
 			target:   "certstore://System/openssl",
 			certs:    []string{loc("openssl", c[0]), loc("openssl", c[1]), loc("openssl", c[2])},
-			problems: []problem{{"certstore://System/openssl", at("etc/ssl/cert.pem") + ": 1 PEM block(s) truncated"}},
+			problems: []problem{{"certstore://System/openssl", at("etc/ssl/cert.pem") + truncated}},
 		},
 		{
 			name:     "names in any case",
