@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/emsign/bot/agent/client"
+	"github.com/emsign/bot/agent/runner"
+	"github.com/emsign/bot/agent/spool"
+	"github.com/emsign/bot/agent/state"
+	"github.com/emsign/bot/protocol"
+
+	// The schedule's time zones must resolve on Windows, which has no
+	// zone database.
+	_ "time/tzdata"
+)
+
+type runFlags struct {
+	state    string
+	spoolMax string
+	verbose  bool
+}
+
+func newRunCommand(stderr io.Writer) *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run as the service: scan on schedule and on request, report to the control plane",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runService(cmd.Context(), f, stderr)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.state, "state", state.DefaultDir(), "state directory (written by activate)")
+	fl.StringVar(&f.spoolMax, "spool-max", "1GiB", "cap on findings kept for an unreachable control plane; over it new scans are refused")
+	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log debug detail")
+	return cmd
+}
+
+func runService(ctx context.Context, f runFlags, stderr io.Writer) error {
+	maxBytes, err := protocol.ParseSize(f.spoolMax)
+	if err != nil || maxBytes == 0 {
+		return usageError{fmt.Errorf("--spool-max: %q is not a size such as 512MiB or 1GiB", f.spoolMax)}
+	}
+	level := slog.LevelInfo
+	if f.verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	st, err := state.Load(f.state)
+	if err != nil {
+		return err
+	}
+	log = log.With("bot_id", st.Settings.BotID)
+	c, err := client.New(client.Config{URL: st.Settings.URL, TLS: st.TLSConfig(), Version: version, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	sp, err := spool.Open(st.SpoolPath(), spool.Options{MaxBytes: maxBytes, Logger: log})
+	if err != nil {
+		return err
+	}
+	r, err := runner.New(runner.Config{Client: c, Spool: sp, Logger: log, Clock: runner.SystemClock{}})
+	if err != nil {
+		return err
+	}
+	log.Info("starting", "url", st.Settings.URL, "version", version, "time", time.Now().Format(time.RFC3339))
+	return r.Run(ctx)
+}
