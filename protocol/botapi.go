@@ -102,10 +102,21 @@ const (
 // same start twice is harmless.
 type ScanStart struct {
 	ScanID  string    `json:"scan_id"`
-	Trigger string    `json:"trigger"` // "schedule", "job"
+	Trigger string    `json:"trigger"` // TriggerSchedule or TriggerJob
 	Started time.Time `json:"started"`
 	Targets int       `json:"targets"`
 }
+
+// Scan triggers.
+const (
+	TriggerSchedule = "schedule"
+	TriggerJob      = "job"
+)
+
+// IDs (bots, scans, jobs) are at most 128 characters of letters, digits,
+// '.', '_' and '-', starting with a letter or digit, so that they can go
+// into paths and file names as they are.
+const IDPattern = `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`
 
 // FindingsBatch carries findings in order. Seq starts at 1 for each scan
 // and grows by one per batch; a batch posted twice is counted once.
@@ -126,11 +137,13 @@ type FindingsAck struct {
 // end), locations of this bot that the scan no longer reported are marked
 // no longer present; a scan stopped early closes nothing.
 type ScanComplete struct {
-	Finished     time.Time `json:"finished"`
-	Batches      int64     `json:"batches"`
-	Certificates int       `json:"certificates"`
-	Errors       int       `json:"errors"`
-	Complete     bool      `json:"complete"`
+	Finished time.Time `json:"finished"`
+	// Batches is the seq of the last batch sent, so the control plane can
+	// tell whether any is missing.
+	Batches      int64 `json:"batches"`
+	Certificates int   `json:"certificates"`
+	Errors       int   `json:"errors"`
+	Complete     bool  `json:"complete"`
 	// Stopped says why a scan ended early ("max runtime of 2h reached").
 	Stopped string `json:"stopped,omitempty"`
 }
@@ -153,9 +166,15 @@ type JobsResponse struct {
 	Jobs []Job `json:"jobs"`
 }
 
+// Job results.
+const (
+	JobDone   = "done"
+	JobFailed = "failed"
+)
+
 // JobResult reports how a job ended.
 type JobResult struct {
-	Status string `json:"status"` // "done", "failed"
+	Status string `json:"status"` // JobDone or JobFailed
 	Error  string `json:"error,omitempty"`
 }
 
