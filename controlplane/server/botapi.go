@@ -1,0 +1,324 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/emsign/bot/controlplane/admin"
+	"github.com/emsign/bot/controlplane/pki"
+	"github.com/emsign/bot/controlplane/store"
+	"github.com/emsign/bot/protocol"
+)
+
+// errActivationRefused is the one answer to every refused activation, so
+// that a caller learns nothing about which part was wrong.
+const errActivationRefused = "activation refused"
+
+func (s *Server) activate(w http.ResponseWriter, r *http.Request) {
+	var req protocol.ActivateRequest
+	if err := readJSON(w, r, &req, maxBody, false); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	switch {
+	case req.Account == "":
+		writeError(w, http.StatusBadRequest, "account: required")
+		return
+	case req.Token == "":
+		writeError(w, http.StatusBadRequest, "token: required")
+		return
+	case req.CSR == "":
+		writeError(w, http.StatusBadRequest, "csr: required")
+		return
+	}
+	refuse := func(why string) {
+		// The reason goes to the log (never the token), not to the caller.
+		s.log.Warn("activation refused", "account", req.Account, "hostname", req.Hostname, "reason", why, "remote", r.RemoteAddr)
+		writeError(w, http.StatusUnauthorized, errActivationRefused)
+	}
+	b, hash, ok, err := admin.FindTokenHolder(r.Context(), s.st, req.Account, req.Token)
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	if !ok {
+		refuse("no bot of the account holds this token")
+		return
+	}
+	if b.Status != protocol.BotActivationPending {
+		refuse("bot is " + b.Status)
+		return
+	}
+	cert, certPEM, err := s.ca.SignBot(req.CSR, b.ID, s.now())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	err = s.st.ActivateBot(r.Context(), req.Account, b.ID, hash, store.Activation{
+		Hostname: req.Hostname, OS: req.OS, Arch: req.Arch, IPs: req.IPs, Version: req.Version, Path: req.Path,
+		Capability: req.Capability, CertSerial: pki.SerialString(cert),
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		refuse("token used concurrently")
+		return
+	}
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	s.log.Info("bot activated", "account", req.Account, "bot", b.ID, "hostname", req.Hostname)
+	writeJSON(w, http.StatusOK, protocol.ActivateResponse{BotID: b.ID, Certificate: string(certPEM), CABundle: string(s.ca.PEM())})
+}
+
+type botKey struct{}
+
+// bot authenticates a bot by its client certificate: issued by our CA (the
+// TLS layer checked that), and the bot's current one; the bot active.
+func (s *Server) bot(h func(http.ResponseWriter, *http.Request, store.Bot)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 || len(r.TLS.VerifiedChains) == 0 {
+			writeError(w, http.StatusUnauthorized, "client certificate required")
+			return
+		}
+		c := r.TLS.PeerCertificates[0]
+		b, err := s.st.BotByCertificate(r.Context(), c.Subject.CommonName, pki.SerialString(c))
+		if errors.Is(err, store.ErrNotFound) {
+			writeError(w, http.StatusUnauthorized, "client certificate revoked: activate again")
+			return
+		}
+		if err != nil {
+			s.storeError(w, r, err)
+			return
+		}
+		if err := s.st.TouchBot(r.Context(), b.ID, s.now(), r.Header.Get(protocol.HeaderBotVersion)); err != nil {
+			s.log.Warn("last seen not recorded", "bot", b.ID, "err", err)
+		}
+		if b.Status != protocol.BotActive {
+			writeError(w, http.StatusForbidden, "bot is "+b.Status)
+			return
+		}
+		h(w, r, b)
+	})
+}
+
+// targetsAAD binds a bot's sealed targets to the bot.
+func targetsAAD(botID string) []byte { return []byte("emsign-cp/targets/" + botID) }
+
+type sealedTargets struct {
+	Targets []string `json:"targets"`
+}
+
+func (s *Server) openTargets(b store.Bot) ([]string, error) {
+	if len(b.Targets.Sealed) == 0 {
+		return []string{}, nil
+	}
+	p, err := s.sealer.Open(b.Targets.Sealed, targetsAAD(b.ID))
+	if err != nil {
+		return nil, fmt.Errorf("bot %s targets: %w", b.ID, err)
+	}
+	var t sealedTargets
+	if err := json.Unmarshal(p, &t); err != nil {
+		return nil, fmt.Errorf("bot %s targets: %w", b.ID, err)
+	}
+	if t.Targets == nil {
+		t.Targets = []string{}
+	}
+	return t.Targets, nil
+}
+
+func (s *Server) sealTargets(botID string, targets []string) ([]byte, error) {
+	p, err := json.Marshal(sealedTargets{Targets: targets})
+	if err != nil {
+		return nil, err
+	}
+	return s.sealer.Seal(p, targetsAAD(botID))
+}
+
+// BotConfig is what GET /bot/v1/config answers for b, with its version.
+func (s *Server) BotConfig(b store.Bot) (protocol.BotConfig, error) {
+	targets, err := s.openTargets(b)
+	if err != nil {
+		return protocol.BotConfig{}, err
+	}
+	cfg := protocol.BotConfig{
+		BotID: b.ID, Status: b.Status, Targets: targets, Schedule: b.Targets.Schedule,
+		Threads: b.Targets.Threads, MaxRuntime: protocol.Duration(b.Targets.MaxRuntime),
+	}
+	if cfg.Schedule.Kind == "" {
+		cfg.Schedule.Kind = protocol.ScheduleOnDemand
+	}
+	// The version is a digest of the content: it changes exactly when the
+	// content does, on every replica alike.
+	j, err := json.Marshal(cfg)
+	if err != nil {
+		return protocol.BotConfig{}, err
+	}
+	sum := sha256.Sum256(j)
+	cfg.Version = hex.EncodeToString(sum[:12])
+	return cfg, nil
+}
+
+func (s *Server) botConfig(w http.ResponseWriter, r *http.Request, b store.Bot) {
+	cfg, err := s.BotConfig(b)
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	etag := `"` + cfg.Version + `"`
+	w.Header().Set("ETag", etag)
+	if inm := r.Header.Get("If-None-Match"); inm != "" {
+		for tag := range strings.SplitSeq(inm, ",") {
+			if t := strings.TrimSpace(tag); t == etag || t == "W/"+etag || t == "*" {
+				w.WriteHeader(http.StatusNotModified)
+				return
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, cfg)
+}
+
+func (s *Server) botScanStart(w http.ResponseWriter, r *http.Request, b store.Bot) {
+	var st protocol.ScanStart
+	if err := readJSON(w, r, &st, maxBody, false); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := checkID("scan_id", st.ScanID); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := s.st.StartScan(r.Context(), b.Account, b.ID, st); err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		ScanID string `json:"scan_id"`
+	}{st.ScanID})
+}
+
+// idPattern is the form of the IDs bots make (protocol.IDPattern).
+var idPattern = regexp.MustCompile(protocol.IDPattern)
+
+// checkID checks an ID a bot made.
+func checkID(field, id string) error {
+	if id == "" {
+		return fmt.Errorf("%s: required", field)
+	}
+	if !idPattern.MatchString(id) {
+		return fmt.Errorf("%s: want at most 128 letters, digits, '.', '_' or '-', starting with a letter or digit", field)
+	}
+	return nil
+}
+
+func (s *Server) botFindings(w http.ResponseWriter, r *http.Request, b store.Bot) {
+	scanID := r.PathValue("scan")
+	var batch protocol.FindingsBatch
+	if err := readJSON(w, r, &batch, maxFindingsBody, false); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if batch.Seq < 1 {
+		writeError(w, http.StatusBadRequest, "seq: want 1 or more")
+		return
+	}
+	dup, err := s.st.Ingest(r.Context(), b.Account, b.ID, scanID, batch)
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, protocol.FindingsAck{Seq: batch.Seq, Duplicate: dup})
+}
+
+func (s *Server) botScanComplete(w http.ResponseWriter, r *http.Request, b store.Bot) {
+	var c protocol.ScanComplete
+	if err := readJSON(w, r, &c, maxBody, false); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := s.st.CompleteScan(r.Context(), b.Account, b.ID, r.PathValue("scan"), c); err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		ScanID string `json:"scan_id"`
+	}{r.PathValue("scan")})
+}
+
+func (s *Server) botJobs(w http.ResponseWriter, r *http.Request, b store.Bot) {
+	var wait time.Duration
+	if v := r.URL.Query().Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			writeError(w, http.StatusBadRequest, "wait: want a duration such as 30s")
+			return
+		}
+		wait = min(d, s.maxWait)
+	}
+	// Subscribe before looking, so that a job queued in between wakes us.
+	wake, cancel := s.notify.Subscribe(b.ID)
+	defer cancel()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		jobs, err := s.st.TakeJobs(r.Context(), b.ID)
+		if err != nil {
+			s.storeError(w, r, err)
+			return
+		}
+		if len(jobs) > 0 || wait == 0 {
+			writeJSON(w, http.StatusOK, jobsResponse(jobs))
+			return
+		}
+		select {
+		case <-wake:
+			continue
+		case <-timer.C:
+		case <-s.closing:
+		case <-r.Context().Done():
+			return
+		}
+		// One last look: a job may have come with the deadline.
+		jobs, err = s.st.TakeJobs(context.WithoutCancel(r.Context()), b.ID)
+		if err != nil {
+			s.storeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, jobsResponse(jobs))
+		return
+	}
+}
+
+func jobsResponse(jobs []store.Job) protocol.JobsResponse {
+	out := protocol.JobsResponse{Jobs: []protocol.Job{}}
+	for _, j := range jobs {
+		out.Jobs = append(out.Jobs, protocol.Job{ID: j.ID, Kind: j.Kind, ScanID: j.ScanID})
+	}
+	return out
+}
+
+func (s *Server) botJobResult(w http.ResponseWriter, r *http.Request, b store.Bot) {
+	var res protocol.JobResult
+	if err := readJSON(w, r, &res, maxBody, false); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if res.Status != protocol.JobDone && res.Status != protocol.JobFailed {
+		writeError(w, http.StatusBadRequest, "status: want done or failed")
+		return
+	}
+	if err := s.st.FinishJob(r.Context(), b.ID, r.PathValue("id"), res.Status, res.Error); err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		ID string `json:"id"`
+	}{r.PathValue("id")})
+}

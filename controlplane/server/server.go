@@ -1,0 +1,232 @@
+// Package server is the control plane's HTTPS face: the bot API under
+// /bot/v1 (mTLS after activation) and the user API under /api/v1 (API keys).
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emsign/bot/controlplane/pki"
+	"github.com/emsign/bot/controlplane/seal"
+	"github.com/emsign/bot/controlplane/store"
+	"github.com/emsign/bot/protocol"
+)
+
+// Config is what a Server needs.
+type Config struct {
+	Store  store.Store
+	CA     *pki.CA
+	Sealer *seal.Sealer
+	Logger *slog.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// MaxWait bounds a job long poll; 60s when zero.
+	MaxWait time.Duration
+}
+
+// Server serves both APIs. Close it before shutting the HTTP server down,
+// so that long polls end at once.
+type Server struct {
+	st      store.Store
+	ca      *pki.CA
+	sealer  *seal.Sealer
+	log     *slog.Logger
+	now     func() time.Time
+	maxWait time.Duration
+	notify  *Notifier
+	mux     *http.ServeMux
+
+	closeOnce sync.Once
+	closing   chan struct{}
+}
+
+// New checks cfg and builds the server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil || cfg.CA == nil || cfg.Sealer == nil || cfg.Logger == nil {
+		return nil, errors.New("server: store, CA, sealer and logger are required")
+	}
+	s := &Server{
+		st: cfg.Store, ca: cfg.CA, sealer: cfg.Sealer, log: cfg.Logger, now: cfg.Now, maxWait: cfg.MaxWait,
+		notify: NewNotifier(), mux: http.NewServeMux(), closing: make(chan struct{}),
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.maxWait <= 0 {
+		s.maxWait = 60 * time.Second
+	}
+	s.routes()
+	return s, nil
+}
+
+// Close ends the long polls in progress; later ones return at once.
+func (s *Server) Close() { s.closeOnce.Do(func() { close(s.closing) }) }
+
+// Handler is the HTTP handler of both APIs, with request logging.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := s.now()
+		rw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		s.mux.ServeHTTP(rw, r)
+		// The path only: queries and bodies are never logged.
+		s.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", rw.status,
+			"duration_ms", s.now().Sub(start).Milliseconds(), "remote", r.RemoteAddr)
+	})
+}
+
+// TLSConfig is the server side of TLS: the given server certificate, and
+// client certificates of the CA verified when offered (activation comes
+// without one).
+func (s *Server) TLSConfig(cert tls.Certificate) *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{cert},
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		ClientCAs:    s.ca.Pool(),
+	}
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *Server) routes() {
+	m := s.mux
+	// Bot API.
+	m.HandleFunc("POST "+protocol.PathActivate, s.activate)
+	m.Handle("GET "+protocol.PathConfig, s.bot(s.botConfig))
+	m.Handle("POST "+protocol.PathScans, s.bot(s.botScanStart))
+	m.Handle("POST "+protocol.PathFindings, s.bot(s.botFindings))
+	m.Handle("POST "+protocol.PathScanComplete, s.bot(s.botScanComplete))
+	m.Handle("GET "+protocol.PathJobs, s.bot(s.botJobs))
+	m.Handle("POST "+protocol.PathJobResult, s.bot(s.botJobResult))
+	m.HandleFunc(protocol.BotAPIPrefix+"/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such bot API call")
+	})
+
+	// User API.
+	const p = "/api/v1"
+	m.Handle("GET "+p+"/bots", s.user(s.listBots))
+	m.Handle("POST "+p+"/bots", s.user(s.createBot))
+	m.Handle("GET "+p+"/bots/{id}", s.user(s.getBot))
+	m.Handle("PATCH "+p+"/bots/{id}", s.user(s.patchBot))
+	m.Handle("POST "+p+"/bots/{id}/suspend", s.user(s.setStatus(protocol.BotSuspended)))
+	m.Handle("POST "+p+"/bots/{id}/deactivate", s.user(s.setStatus(protocol.BotInactive)))
+	m.Handle("POST "+p+"/bots/{id}/token", s.user(s.regenerateToken))
+	m.Handle("GET "+p+"/bots/{id}/targets", s.user(s.getTargets))
+	m.Handle("PUT "+p+"/bots/{id}/targets", s.user(s.putTargets))
+	m.Handle("POST "+p+"/bots/{id}/targets/import", s.user(s.importTargets))
+	m.Handle("POST "+p+"/bots/{id}/scans", s.user(s.runScan))
+	m.Handle("GET "+p+"/bots/{id}/scans", s.user(s.listScans))
+	m.Handle("GET "+p+"/bots/{id}/scans/{scan}", s.user(s.getScan))
+	m.Handle("GET "+p+"/certificates", s.user(s.listCertificates))
+	m.Handle("GET "+p+"/certificates/{fp}", s.user(s.getCertificate))
+	m.Handle("GET "+p+"/certificates/{fp}/download", s.user(s.downloadCertificate))
+	m.HandleFunc(p+"/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such API route")
+	})
+}
+
+// ---- JSON helpers
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, protocol.ErrorResponse{Error: msg})
+}
+
+// Body size limits.
+const (
+	maxBody         = 1 << 20
+	maxFindingsBody = 64 << 20
+)
+
+// readJSON decodes the body into v. strict refuses unknown fields (the user
+// API: a misspelt field is a mistake); the bot API accepts them, so that a
+// newer bot still talks to this control plane.
+func readJSON(w http.ResponseWriter, r *http.Request, v any, limit int64, strict bool) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	if strict {
+		dec.DisallowUnknownFields()
+	}
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if dec.More() {
+		return errors.New("body: more than one JSON value")
+	}
+	return nil
+}
+
+// jsonError names the field at fault.
+func jsonError(err error) error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &te) && te.Field != "":
+		return fmt.Errorf("%s: want a JSON %s", te.Field, te.Type.Kind())
+	case errors.As(err, &se):
+		return fmt.Errorf("body: not valid JSON (at byte %d)", se.Offset)
+	case errors.As(err, &mbe):
+		return fmt.Errorf("body: larger than %d bytes", mbe.Limit)
+	case errors.Is(err, io.EOF):
+		return errors.New("body: empty; want a JSON object")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return fmt.Errorf("body: unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	default:
+		// Field errors from UnmarshalJSON methods (e.g. a bad duration).
+		return fmt.Errorf("body: %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+}
+
+// storeError answers a store failure: not found, conflict or internal.
+func (s *Server) storeError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not found")
+	case errors.Is(err, store.ErrBotLimit):
+		writeError(w, http.StatusConflict, "bot limit of the account reached: raise it first")
+	case errors.Is(err, store.ErrConflict):
+		writeError(w, http.StatusConflict, conflictMessage(err))
+	case errors.Is(err, context.Canceled):
+		writeError(w, http.StatusServiceUnavailable, "request cancelled")
+	default:
+		s.log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInternalServerError, "internal error")
+	}
+}
+
+// conflictMessage is the store's own words, which name only our objects.
+func conflictMessage(err error) string {
+	msg := err.Error()
+	return strings.TrimSuffix(msg, ": "+store.ErrConflict.Error())
+}

@@ -1,0 +1,449 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/emsign/bot/protocol"
+)
+
+// inChunk bounds the parameters of one IN (...) list.
+const inChunk = 500
+
+// Ingest stores a batch of findings in one transaction: one certificate row
+// per leaf fingerprint and account, one location row per (account, bot,
+// URI); error findings become scan errors and never certificates.
+func (s *SQL) Ingest(ctx context.Context, account, botID, scanID string, b protocol.FindingsBatch) (bool, error) {
+	if b.Seq < 1 {
+		return false, fmt.Errorf("ingest: seq %d: want 1 or more", b.Seq)
+	}
+	now := s.now().UTC()
+	duplicate := false
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		exists, err := scanOwned(ctx, tx, account, botID, scanID)
+		if err != nil {
+			return err
+		}
+		if !exists {
+			return fmt.Errorf("scan %s: %w", scanID, ErrNotFound)
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO scan_batches (scan_id, seq, findings, received_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (scan_id, seq) DO NOTHING`, scanID, b.Seq, len(b.Findings), us(now))
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			duplicate = true
+			return nil
+		}
+		return s.ingest(ctx, tx, account, botID, scanID, b.Findings, now)
+	})
+	if err != nil {
+		return false, fmt.Errorf("ingest scan %s batch %d: %w", scanID, b.Seq, err)
+	}
+	return duplicate, nil
+}
+
+type observed struct {
+	f           protocol.Finding
+	uri         string
+	fingerprint string
+	seen        time.Time
+}
+
+func (s *SQL) ingest(ctx context.Context, tx *sql.Tx, account, botID, scanID string, findings []protocol.Finding, now time.Time) error {
+	var certs []observed
+	var errs []ScanError
+	fresh := map[string]int{} // fingerprint → index in certs of its first finding
+	for _, f := range findings {
+		seen := f.SeenAt.UTC()
+		if seen.IsZero() || seen.After(now) {
+			seen = now
+		}
+		o := observed{f: f, uri: f.Location.String(), seen: seen}
+		if f.Error != "" {
+			errs = append(errs, ScanError{URI: o.uri, Source: f.Source, Error: f.Error, SeenAt: seen})
+		}
+		if len(f.Chain) == 0 || len(f.Chain[0]) == 0 {
+			if f.Error == "" {
+				errs = append(errs, ScanError{URI: o.uri, Source: f.Source, Error: "finding without certificate or error", SeenAt: seen})
+			}
+			continue
+		}
+		o.fingerprint = protocol.Fingerprint(f.Chain[0])
+		if _, ok := fresh[o.fingerprint]; !ok {
+			fresh[o.fingerprint] = len(certs)
+		}
+		certs = append(certs, o)
+	}
+
+	// Certificates this account already has need no parsing nor insert.
+	known, err := knownFingerprints(ctx, tx, account, fresh)
+	if err != nil {
+		return err
+	}
+	insCert, err := tx.PrepareContext(ctx, `INSERT INTO certificates (account_id, fingerprint, subject, common_name, sans, search,
+		issuer, serial, not_before, not_after, key_algorithm, key_bits, signature_algorithm, is_ca, first_seen)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (account_id, fingerprint) DO NOTHING`)
+	if err != nil {
+		return err
+	}
+	defer insCert.Close()
+	insDER, err := tx.PrepareContext(ctx, `INSERT INTO certificate_der (account_id, fingerprint, der, chain) VALUES (?, ?, ?, ?)
+		ON CONFLICT (account_id, fingerprint) DO NOTHING`)
+	if err != nil {
+		return err
+	}
+	defer insDER.Close()
+	bad := map[string]string{} // fingerprint → why it does not parse
+	for fp, i := range fresh {
+		if known[fp] {
+			continue
+		}
+		o := certs[i]
+		r := protocol.NewRecord(o.f)
+		if r.NotAfter == nil {
+			bad[fp] = r.Error
+			continue
+		}
+		sans := r.SANs
+		if sans == nil {
+			sans = []string{}
+		}
+		search := strings.ToLower(r.CommonName + "\n" + strings.Join(sans, "\n"))
+		if _, err := insCert.ExecContext(ctx, account, fp, r.Subject, r.CommonName, jsonText(sans), search, r.Issuer, r.Serial,
+			us(*r.NotBefore), us(*r.NotAfter), r.KeyAlgorithm, r.KeyBits, r.SignatureAlgorithm, boolInt(r.IsCA), us(o.seen)); err != nil {
+			return fmt.Errorf("certificate %s: %w", fp, err)
+		}
+		if _, err := insDER.ExecContext(ctx, account, fp, o.f.Chain[0], encodeChain(o.f.Chain[1:])); err != nil {
+			return fmt.Errorf("certificate %s: %w", fp, err)
+		}
+	}
+
+	upLoc, err := tx.PrepareContext(ctx, `INSERT INTO locations (account_id, bot_id, uri, fingerprint, source, format,
+		first_seen, last_seen, present, gone_at, last_scan_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, NULL, ?)
+		ON CONFLICT (account_id, bot_id, uri) DO UPDATE SET
+			first_seen = CASE WHEN locations.fingerprint = excluded.fingerprint THEN locations.first_seen ELSE excluded.first_seen END,
+			fingerprint = excluded.fingerprint, source = excluded.source, format = excluded.format,
+			last_seen = CASE WHEN locations.last_seen > excluded.last_seen THEN locations.last_seen ELSE excluded.last_seen END,
+			present = 1, gone_at = NULL, last_scan_id = excluded.last_scan_id`)
+	if err != nil {
+		return err
+	}
+	defer upLoc.Close()
+	nCerts := 0
+	for _, o := range certs {
+		if why, ok := bad[o.fingerprint]; ok {
+			if o.f.Error == "" { // else already recorded
+				errs = append(errs, ScanError{URI: o.uri, Source: o.f.Source, Error: why, SeenAt: o.seen})
+			}
+			continue
+		}
+		if _, err := upLoc.ExecContext(ctx, account, botID, o.uri, o.fingerprint, o.f.Source, o.f.Format,
+			us(o.seen), us(o.seen), scanID); err != nil {
+			return fmt.Errorf("location %s: %w", o.uri, err)
+		}
+		nCerts++
+	}
+
+	if len(errs) > 0 {
+		insErr, err := tx.PrepareContext(ctx, `INSERT INTO scan_errors (scan_id, uri, source, error, seen_at) VALUES (?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer insErr.Close()
+		// A location that failed this time is not known to be gone: the
+		// scan's completion must not close it.
+		keep, err := tx.PrepareContext(ctx, `UPDATE locations SET last_scan_id = ? WHERE account_id = ? AND bot_id = ? AND uri = ?`)
+		if err != nil {
+			return err
+		}
+		defer keep.Close()
+		for _, e := range errs {
+			if _, err := insErr.ExecContext(ctx, scanID, e.URI, e.Source, e.Error, us(e.SeenAt)); err != nil {
+				return fmt.Errorf("scan error: %w", err)
+			}
+			if _, err := keep.ExecContext(ctx, scanID, account, botID, e.URI); err != nil {
+				return fmt.Errorf("scan error: %w", err)
+			}
+		}
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE scans SET batches = batches + 1, certificates = certificates + ?, errors = errors + ? WHERE id = ?`,
+		nCerts, len(errs), scanID)
+	return err
+}
+
+func knownFingerprints(ctx context.Context, tx *sql.Tx, account string, fps map[string]int) (map[string]bool, error) {
+	known := map[string]bool{}
+	all := make([]string, 0, len(fps))
+	for fp := range fps {
+		all = append(all, fp)
+	}
+	for len(all) > 0 {
+		n := min(len(all), inChunk)
+		chunk := all[:n]
+		all = all[n:]
+		args := make([]any, 0, n+1)
+		args = append(args, account)
+		for _, fp := range chunk {
+			args = append(args, fp)
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT fingerprint FROM certificates WHERE account_id = ? AND fingerprint IN (`+
+			placeholders(n)+`)`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var fp string
+			if err := rows.Scan(&fp); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			known[fp] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return known, nil
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+// encodeChain writes DER certificates each after its 4-byte length.
+func encodeChain(chain [][]byte) []byte {
+	if len(chain) == 0 {
+		return nil
+	}
+	var b []byte
+	for _, der := range chain {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(der)))
+		b = append(b, der...)
+	}
+	return b
+}
+
+func decodeChain(b []byte) ([][]byte, error) {
+	var chain [][]byte
+	for len(b) > 0 {
+		if len(b) < 4 {
+			return nil, errors.New("chain: truncated")
+		}
+		n := binary.BigEndian.Uint32(b)
+		b = b[4:]
+		if uint32(len(b)) < n {
+			return nil, errors.New("chain: truncated")
+		}
+		chain = append(chain, b[:n])
+		b = b[n:]
+	}
+	return chain, nil
+}
+
+// ---- certificates
+
+const certColumns = `c.fingerprint, c.subject, c.common_name, c.sans, c.issuer, c.serial, c.not_before, c.not_after,
+	c.key_algorithm, c.key_bits, c.signature_algorithm, c.is_ca, c.first_seen`
+
+func scanCert(r scanner) (Certificate, error) {
+	var c Certificate
+	var sans string
+	var nb, na, first int64
+	var isCA int
+	if err := r.Scan(&c.Fingerprint, &c.Subject, &c.CommonName, &sans, &c.Issuer, &c.Serial, &nb, &na, &c.KeyAlgorithm,
+		&c.KeyBits, &c.SignatureAlgorithm, &isCA, &first); err != nil {
+		return Certificate{}, err
+	}
+	if err := json.Unmarshal([]byte(sans), &c.SANs); err != nil {
+		return Certificate{}, fmt.Errorf("certificate %s sans: %w", c.Fingerprint, err)
+	}
+	c.NotBefore, c.NotAfter, c.FirstSeen = fromUS(nb), fromUS(na), fromUS(first)
+	c.IsCA = isCA == 1
+	c.Locations = []Location{}
+	return c, nil
+}
+
+// likePattern makes a case-insensitive substring pattern (ESCAPE '\').
+func likePattern(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return "%" + r.Replace(strings.ToLower(s)) + "%"
+}
+
+// Certificates searches the inventory, in fingerprint order.
+func (s *SQL) Certificates(ctx context.Context, account string, f CertificateFilter) ([]Certificate, string, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = DefaultPageSize
+	}
+	limit = min(limit, MaxPageSize)
+	where := []string{"c.account_id = ?"}
+	args := []any{account}
+	if f.After != "" {
+		where, args = append(where, "c.fingerprint > ?"), append(args, f.After)
+	}
+	if f.Q != "" {
+		where, args = append(where, `c.search LIKE ? ESCAPE '\'`), append(args, likePattern(f.Q))
+	}
+	if f.Issuer != "" {
+		where, args = append(where, `LOWER(c.issuer) LIKE ? ESCAPE '\'`), append(args, likePattern(f.Issuer))
+	}
+	if !f.ExpiresBefore.IsZero() {
+		where, args = append(where, "c.not_after < ?"), append(args, us(f.ExpiresBefore))
+	}
+	if !f.ExpiresAfter.IsZero() {
+		where, args = append(where, "c.not_after > ?"), append(args, us(f.ExpiresAfter))
+	}
+	var loc []string
+	if f.Source != "" {
+		loc, args = append(loc, "l.source = ?"), append(args, f.Source)
+	}
+	if f.Location != "" {
+		loc, args = append(loc, `LOWER(l.uri) LIKE ? ESCAPE '\'`), append(args, likePattern(f.Location))
+	}
+	if f.BotID != "" {
+		loc, args = append(loc, "l.bot_id = ?"), append(args, f.BotID)
+	}
+	if len(loc) > 0 {
+		where = append(where, `EXISTS (SELECT 1 FROM locations l WHERE l.account_id = c.account_id AND l.fingerprint = c.fingerprint AND `+
+			strings.Join(loc, " AND ")+`)`)
+	}
+	args = append(args, limit+1)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+certColumns+` FROM certificates c WHERE `+strings.Join(where, " AND ")+
+		` ORDER BY c.fingerprint LIMIT ?`, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("search certificates: %w", err)
+	}
+	certs := []Certificate{}
+	for rows.Next() {
+		c, err := scanCert(rows)
+		if err != nil {
+			rows.Close()
+			return nil, "", fmt.Errorf("search certificates: %w", err)
+		}
+		certs = append(certs, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("search certificates: %w", err)
+	}
+	next := ""
+	if len(certs) > limit {
+		certs = certs[:limit]
+		next = certs[limit-1].Fingerprint
+	}
+	if err := s.attachLocations(ctx, account, certs); err != nil {
+		return nil, "", err
+	}
+	return certs, next, nil
+}
+
+func (s *SQL) attachLocations(ctx context.Context, account string, certs []Certificate) error {
+	idx := map[string]int{}
+	for i, c := range certs {
+		idx[c.Fingerprint] = i
+	}
+	for start := 0; start < len(certs); start += inChunk {
+		chunk := certs[start:min(len(certs), start+inChunk)]
+		args := []any{account}
+		for _, c := range chunk {
+			args = append(args, c.Fingerprint)
+		}
+		rows, err := s.db.QueryContext(ctx, `SELECT fingerprint, uri, bot_id, source, format, first_seen, last_seen, present, gone_at
+			FROM locations WHERE account_id = ? AND fingerprint IN (`+placeholders(len(chunk))+`) ORDER BY uri, bot_id`, args...)
+		if err != nil {
+			return fmt.Errorf("certificate locations: %w", err)
+		}
+		for rows.Next() {
+			var fp string
+			var l Location
+			var first, last int64
+			var present int
+			var gone sql.NullInt64
+			if err := rows.Scan(&fp, &l.URI, &l.BotID, &l.Source, &l.Format, &first, &last, &present, &gone); err != nil {
+				rows.Close()
+				return fmt.Errorf("certificate locations: %w", err)
+			}
+			l.FirstSeen, l.LastSeen, l.Present, l.GoneAt = fromUS(first), fromUS(last), present == 1, fromNullUS(gone)
+			c := &certs[idx[fp]]
+			c.Locations = append(c.Locations, l)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("certificate locations: %w", err)
+		}
+	}
+	return nil
+}
+
+// Certificate reads one certificate of the account with its locations.
+func (s *SQL) Certificate(ctx context.Context, account, fingerprint string) (Certificate, error) {
+	c, err := scanCert(s.db.QueryRowContext(ctx, `SELECT `+certColumns+` FROM certificates c WHERE c.account_id = ? AND c.fingerprint = ?`,
+		account, strings.ToLower(fingerprint)))
+	if err != nil {
+		return Certificate{}, notFound("certificate "+fingerprint, err)
+	}
+	certs := []Certificate{c}
+	if err := s.attachLocations(ctx, account, certs); err != nil {
+		return Certificate{}, err
+	}
+	return certs[0], nil
+}
+
+// CertificateDER reads a certificate's DER and the chain found with it.
+func (s *SQL) CertificateDER(ctx context.Context, account, fingerprint string) ([]byte, [][]byte, error) {
+	var der, chain []byte
+	err := s.db.QueryRowContext(ctx, `SELECT der, chain FROM certificate_der WHERE account_id = ? AND fingerprint = ?`,
+		account, strings.ToLower(fingerprint)).Scan(&der, &chain)
+	if err != nil {
+		return nil, nil, notFound("certificate "+fingerprint, err)
+	}
+	rest, err := decodeChain(chain)
+	if err != nil {
+		return nil, nil, fmt.Errorf("certificate %s: %w", fingerprint, err)
+	}
+	return der, rest, nil
+}
+
+// InsertSyntheticCertificates adds n made-up certificate rows (no DER, one
+// location each) directly, for benchmarks of the search: a realistic
+// inventory in seconds rather than minutes of ingestion.
+func (s *SQL) InsertSyntheticCertificates(ctx context.Context, account, botID string, n int, gen func(i int) Certificate) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		ins, err := tx.PrepareContext(ctx, `INSERT INTO certificates (account_id, fingerprint, subject, common_name, sans, search,
+			issuer, serial, not_before, not_after, key_algorithm, key_bits, signature_algorithm, is_ca, first_seen)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer ins.Close()
+		loc, err := tx.PrepareContext(ctx, `INSERT INTO locations (account_id, bot_id, uri, fingerprint, source, format,
+			first_seen, last_seen, present, last_scan_id) VALUES (?, ?, ?, ?, 'tls', 'tls', ?, ?, 1, '')`)
+		if err != nil {
+			return err
+		}
+		defer loc.Close()
+		for i := range n {
+			c := gen(i)
+			search := strings.ToLower(c.CommonName + "\n" + strings.Join(c.SANs, "\n"))
+			if _, err := ins.ExecContext(ctx, account, c.Fingerprint, c.Subject, c.CommonName, jsonText(c.SANs), search, c.Issuer,
+				c.Serial, us(c.NotBefore), us(c.NotAfter), c.KeyAlgorithm, c.KeyBits, c.SignatureAlgorithm, boolInt(c.IsCA), us(c.FirstSeen)); err != nil {
+				return err
+			}
+			for _, l := range c.Locations {
+				if _, err := loc.ExecContext(ctx, account, botID, l.URI, c.Fingerprint, us(l.FirstSeen), us(l.LastSeen)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
