@@ -1,4 +1,4 @@
-# The emSign Bot. `make run` scans this machine; `make test` runs every test.
+# The emSign Bot. `make run` starts the control plane and a local bot; `make test` runs every test.
 SHELL := /bin/bash
 GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -8,21 +8,29 @@ BIN := bin
 # The usual places certificates live on this machine, those that exist.
 CERT_DIRS := $(foreach d,/etc/ssl /etc/pki /usr/local/share/ca-certificates,$(wildcard $(d)))
 
-.PHONY: all build windows run test test-short vet bench fuzz fixtures clean
+.PHONY: all build windows run scan test test-short vet bench fuzz fixtures clean
 
 all: build
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/emsign-bot ./agent/cmd/emsign-bot
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/emsign-cp ./controlplane/cmd/emsign-cp
 
 # The bot must build for Windows at all times.
 windows:
 	GOOS=windows GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/emsign-bot.exe ./agent/cmd/emsign-bot
 
-# Until the control plane exists: the inventory of this machine, TLS on every
-# loopback port, the certificate folders and the OS store. changeit is the
-# password every JDK ships its cacerts with.
+# The main job on the embedded defaults: emsign-cp on SQLite under ./.run,
+# a demo account, API key and bot on first run, the local bot activated
+# against it and scanning this machine. Stays up until Ctrl-C; a second run
+# reuses the same data.
 run: build
+	./scripts/run.sh
+
+# No control plane: the inventory of this machine printed as a table (TLS on
+# every loopback port, the certificate folders, the OS store). changeit is
+# the password every JDK ships its cacerts with.
+scan: build
 	$(BIN)/emsign-bot scan --password changeit tls://127.0.0.1:1-65535 $(addprefix file://,$(CERT_DIRS)) certstore://
 
 vet:
@@ -60,4 +68,4 @@ fixtures:
 	cd connectors/files/testdata && ./gen.sh
 
 clean:
-	rm -rf $(BIN) dist
+	rm -rf $(BIN) dist .run
