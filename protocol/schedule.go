@@ -93,12 +93,44 @@ func (s Schedule) Next(after time.Time) (next time.Time, ok bool, err error) {
 		if c.kind == ScheduleWeekly && day.Weekday() != c.weekday {
 			continue
 		}
-		// time.Date normalises a missing wall time forward and picks the
-		// first of two, as documented above.
-		at := time.Date(y, m, d+i, c.hour, c.minute, 0, 0, c.loc)
+		at := wallTime(y, m, d+i, c.hour, c.minute, c.loc)
 		if at.After(after) {
 			return at, true, nil
 		}
 	}
 	return time.Time{}, false, errors.New("schedule: no next run found")
+}
+
+// wallTime is the instant the clocks in loc show hour:minute on the given
+// day, by the rule Next documents: of two such instants (autumn) the first;
+// if there is none (spring), the wall time moved forward by the gap, as the
+// clock moves past it (02:30 in a 02:00-03:00 gap is 03:30). time.Date alone
+// does not promise either: it may pick the second of two, or move a missing
+// time backwards, depending on the sign of the zone's offset.
+func wallTime(y int, m time.Month, d, hour, minute int, loc *time.Location) time.Time {
+	t := time.Date(y, m, d, hour, minute, 0, 0, loc)
+	wall := time.Date(y, m, d, hour, minute, 0, 0, time.UTC)
+	var first, moved time.Time
+	// The offsets in force a few hours either side of t include both sides
+	// of any transition that affects this wall time.
+	for _, probe := range []time.Time{t.Add(-6 * time.Hour), t, t.Add(6 * time.Hour)} {
+		_, off := probe.Zone()
+		u := wall.Add(-time.Duration(off) * time.Second).In(loc)
+		if _, uoff := u.Zone(); uoff == off {
+			if first.IsZero() || u.Before(first) {
+				first = u
+			}
+		} else if moved.IsZero() || u.After(moved) {
+			// Read with the offset from before a gap, the wall time lands
+			// past the transition, shifted forward by the gap.
+			moved = u
+		}
+	}
+	if !first.IsZero() {
+		return first
+	}
+	if !moved.IsZero() {
+		return moved
+	}
+	return t
 }
