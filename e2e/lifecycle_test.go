@@ -320,6 +320,38 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("the shared certificate has %d locations, want 2 (TLS and file): %v", len(locs), locs)
 	}
 
+	// D1: the next complete scan closes the places a certificate left, and
+	// says when it went; the places it still lives stay present.
+	if err := os.Remove(filepath.Join(certDir, "shared.pem")); err != nil {
+		t.Fatal(err)
+	}
+	var second map[string]any
+	if code := cp.api("POST", "/bots/"+botID+"/scans", nil, &second); code != http.StatusAccepted {
+		t.Fatalf("POST second scan: %d", code)
+	}
+	waitScanFinished(t, cp, botID, second["scan_id"].(string))
+	present := map[string]bool{}
+	for _, l := range listCertificates(t, cp)[fingerprint(shared)] {
+		loc := l.(map[string]any)
+		uri, _ := loc["uri"].(string)
+		present[uri], _ = loc["present"].(bool)
+		if !present[uri] && loc["gone_at"] == nil {
+			t.Errorf("%s is gone but has no gone_at", uri)
+		}
+	}
+	filePresent, tlsPresent := false, false
+	for uri, p := range present {
+		switch {
+		case strings.HasPrefix(uri, "file://"):
+			filePresent = p
+		case strings.HasPrefix(uri, "tls://"):
+			tlsPresent = p
+		}
+	}
+	if filePresent || !tlsPresent || len(present) != 2 {
+		t.Errorf("after the file was removed: %v (want the file location gone and the TLS one present)", present)
+	}
+
 	// Secrets: the token and the target password are nowhere in clear.
 	for _, s := range []string{token, secret} {
 		_ = filepath.WalkDir(data, func(p string, d os.DirEntry, err error) error {
@@ -340,6 +372,28 @@ func TestLifecycle(t *testing.T) {
 	if b, _ := json.Marshal(listed); bytes.Contains(b, []byte(secret)) {
 		t.Error("GET targets shows the password")
 	}
+}
+
+// waitScanFinished waits until the bot's scan has finished.
+func waitScanFinished(t *testing.T, cp *controlPlane, botID, scanID string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		var scans struct {
+			Scans []map[string]any `json:"scans"`
+		}
+		cp.api("GET", "/bots/"+botID+"/scans", nil, &scans)
+		for _, sc := range scans.Scans {
+			if sc["id"] == scanID && sc["finished"] != nil {
+				if sc["complete"] != true {
+					t.Fatalf("scan %s finished incomplete: %v", scanID, sc)
+				}
+				return
+			}
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	t.Fatalf("scan %s did not finish", scanID)
 }
 
 // listCertificates pages through GET /certificates: fingerprint → locations.
