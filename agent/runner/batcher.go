@@ -14,9 +14,10 @@ import (
 // size findings, or what arrived within age, and appends each batch to the
 // spool (durably) before anything is sent.
 type batcher struct {
-	spool *spool.Spool
-	scan  string
-	size  int
+	// append spools a record durably.
+	append func(spool.Record) error
+	scan   string
+	size   int
 
 	mu   sync.Mutex
 	buf  []protocol.Finding
@@ -26,8 +27,8 @@ type batcher struct {
 	done chan struct{}
 }
 
-func newBatcher(sp *spool.Spool, scan string, size int, age time.Duration) *batcher {
-	b := &batcher{spool: sp, scan: scan, size: size, stop: make(chan struct{}), done: make(chan struct{})}
+func newBatcher(appendRecord func(spool.Record) error, scan string, size int, age time.Duration) *batcher {
+	b := &batcher{append: appendRecord, scan: scan, size: size, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(b.done)
 		t := time.NewTicker(age)
@@ -70,7 +71,7 @@ func (b *batcher) flushLocked() error {
 		b.err = fmt.Errorf("encode findings: %w", err)
 		return b.err
 	}
-	if err := b.spool.Append(spool.Record{Kind: spool.KindFindings, Scan: b.scan, Seq: b.seq + 1, Body: body}); err != nil {
+	if err := b.append(spool.Record{Kind: spool.KindFindings, Scan: b.scan, Seq: b.seq + 1, Body: body}); err != nil {
 		b.err = err
 		return err
 	}

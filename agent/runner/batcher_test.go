@@ -30,7 +30,7 @@ func TestBatcher(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			b := newBatcher(sp, "s", tc.size, tc.age)
+			b := newBatcher(sp.Append, "s", tc.size, tc.age)
 			for i := 0; i < tc.findings; i++ {
 				if err := b.Write(protocol.Finding{Source: "file", Location: protocol.Location{Scheme: "file", Path: "/etc/x.pem"}}); err != nil {
 					t.Fatal(err)
@@ -72,7 +72,7 @@ func TestBatcherStopsWhenSpoolFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := newBatcher(sp, "s", 1, time.Hour)
+	b := newBatcher(sp.Append, "s", 1, time.Hour)
 	var werr error
 	for i := 0; i < 10 && werr == nil; i++ {
 		werr = b.Write(protocol.Finding{Source: "file", Location: protocol.Location{Scheme: "file", Path: "/etc/x.pem"}, Error: "some problem at a location"})

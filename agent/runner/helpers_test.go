@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"log/slog"
@@ -135,11 +136,24 @@ func (b *bot) spoolFiles() []string {
 	entries, _ := os.ReadDir(filepath.Join(b.dir, state.SpoolDir))
 	var names []string
 	for _, e := range entries {
-		if !e.IsDir() {
+		if !e.IsDir() && !strings.HasSuffix(e.Name(), spool.MarkSuffix) {
 			names = append(names, e.Name())
 		}
 	}
 	return names
+}
+
+// mark reads the bot's open-scan marker.
+func (b *bot) mark() (o openScan, ok bool) {
+	b.t.Helper()
+	raw, err := os.ReadFile(filepath.Join(b.dir, state.SpoolDir, markName))
+	if err != nil {
+		return openScan{}, false
+	}
+	if err := json.Unmarshal(raw, &o); err != nil {
+		b.t.Fatalf("marker %q: %v", raw, err)
+	}
+	return o, true
 }
 
 func (b *bot) spoolHas(suffix string) bool {

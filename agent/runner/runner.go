@@ -3,7 +3,8 @@
 // says so, spools every finding on disk before it is sent, and uploads the
 // spool in order, deleting a record only once the control plane has
 // acknowledged it. The control plane being down, refusing the bot, or the
-// bot restarting lose nothing.
+// bot restarting lose nothing; a bot killed during a scan closes that scan
+// (incomplete, saying so) when it starts again (see openScan).
 package runner
 
 import (
@@ -67,6 +68,9 @@ type Runner struct {
 	etag string
 	// done remembers recent job IDs, so a job delivered twice runs once.
 	done map[string]bool
+	// markMu makes appending a scan's record and moving the open-scan
+	// marker on one step for the uploader, which removes records under it.
+	markMu sync.Mutex
 }
 
 // New checks the configuration and fills in defaults.
@@ -118,6 +122,7 @@ func New(c Config) (*Runner, error) {
 func (r *Runner) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	r.recoverOpenScans()
 	r.log.Info("bot running", "spool_records", r.c.Spool.Len(), "spool_bytes", r.c.Spool.Size())
 	var wg sync.WaitGroup
 	jobs := make(chan protocol.Job)
@@ -176,7 +181,7 @@ func (r *Runner) loop(ctx context.Context, jobs <-chan protocol.Job) {
 		if !next.IsZero() && !now.Before(next) {
 			if cfg := r.config(); cfg != nil {
 				id := r.c.NewID()
-				if err := r.runScan(ctx, *cfg, id, "schedule"); err != nil {
+				if err := r.runScan(ctx, *cfg, id, "", "schedule"); err != nil {
 					r.log.Error("scheduled scan failed", "scan", id, "error", err)
 				}
 			}
@@ -320,7 +325,7 @@ func (r *Runner) handleJob(ctx context.Context, j protocol.Job) {
 				break
 			}
 		}
-		err = r.runScan(ctx, *r.config(), id, "job")
+		err = r.runScan(ctx, *r.config(), id, j.ID, "job")
 	case protocol.JobConfigChanged:
 		_, err = r.fetchConfig(ctx)
 	default:
@@ -332,7 +337,7 @@ func (r *Runner) handleJob(ctx context.Context, j protocol.Job) {
 		r.log.Error("job failed", "job", j.ID, "kind", j.Kind, "error", err)
 	}
 	body, _ := json.Marshal(res)
-	if aerr := r.c.Spool.Append(spool.Record{Kind: spool.KindJobResult, Scan: j.ID, Body: body}); aerr != nil {
+	if aerr := r.spoolJobResult(j.ID, j.Kind == protocol.JobScan, body); aerr != nil {
 		r.log.Error("cannot spool a job's result", "job", j.ID, "error", aerr)
 		return
 	}
@@ -345,8 +350,9 @@ func (r *Runner) handleJob(ctx context.Context, j protocol.Job) {
 // runScan runs one scan into the spool: start, batches, completion. It
 // returns an error when the scan could not run or its findings could not
 // all be spooled; a scan stopped by its max runtime is not an error (its
-// completion says Complete=false and why).
-func (r *Runner) runScan(ctx context.Context, cfg protocol.BotConfig, id, trigger string) error {
+// completion says Complete=false and why). job is the job that asked for
+// the scan, if one did.
+func (r *Runner) runScan(ctx context.Context, cfg protocol.BotConfig, id, job, trigger string) error {
 	if err := r.c.Spool.Room(); err != nil {
 		return fmt.Errorf("scan refused: %w", err)
 	}
@@ -364,13 +370,14 @@ func (r *Runner) runScan(ctx context.Context, cfg protocol.BotConfig, id, trigge
 		targets = append(targets, t)
 	}
 	start, _ := json.Marshal(protocol.ScanStart{ScanID: id, Trigger: trigger, Started: clock.Now().UTC(), Targets: len(cfg.Targets)})
-	if err := r.c.Spool.Append(spool.Record{Kind: spool.KindScanStart, Scan: id, Body: start}); err != nil {
+	open := &openScan{Scan: id, Job: job}
+	if err := r.spoolScanRecord(open, spool.Record{Kind: spool.KindScanStart, Scan: id, Body: start}); err != nil {
 		return fmt.Errorf("scan refused: %w", err)
 	}
 	reg, err := r.c.NewRegistry(scan.SourceOptions{Threads: cfg.Threads, Logger: r.log, Now: clock.Now})
 	if err != nil {
 		// Close what was opened, then say why.
-		r.complete(id, protocol.ScanComplete{Finished: clock.Now().UTC(), Stopped: "the bot could not start its connectors"})
+		r.complete(open, protocol.ScanComplete{Finished: clock.Now().UTC(), Stopped: "the bot could not start its connectors"})
 		return fmt.Errorf("connectors: %w", err)
 	}
 	sctx := ctx
@@ -381,7 +388,7 @@ func (r *Runner) runScan(ctx context.Context, cfg protocol.BotConfig, id, trigge
 		defer cancel()
 	}
 	r.log.Info("scan started", "scan", id, "trigger", trigger, "targets", len(targets))
-	sink := newBatcher(r.c.Spool, id, r.c.BatchSize, r.c.BatchAge)
+	sink := newBatcher(func(rec spool.Record) error { return r.spoolScanRecord(open, rec) }, id, r.c.BatchSize, r.c.BatchAge)
 	sum, runErr := scan.Runner{Registry: reg, Logger: r.log, Now: clock.Now}.Run(sctx, targets, sink)
 	batches, flushErr := sink.Close()
 	c := protocol.ScanComplete{
@@ -406,16 +413,17 @@ func (r *Runner) runScan(ctx context.Context, cfg protocol.BotConfig, id, trigge
 	default:
 		c.Complete = true
 	}
-	r.complete(id, c)
+	r.complete(open, c)
 	r.log.Info("scan finished", "scan", id, "complete", c.Complete, "stopped", c.Stopped,
 		"certificates", c.Certificates, "errors", c.Errors, "batches", c.Batches, "elapsed", sum.Elapsed.Round(time.Millisecond).String())
 	return failed
 }
 
-func (r *Runner) complete(id string, c protocol.ScanComplete) {
+func (r *Runner) complete(o *openScan, c protocol.ScanComplete) {
 	body, _ := json.Marshal(c)
-	if err := r.c.Spool.Append(spool.Record{Kind: spool.KindScanComplete, Scan: id, Body: body}); err != nil {
-		r.log.Error("cannot spool a scan's completion", "scan", id, "error", err)
+	if err := r.spoolScanRecord(o, spool.Record{Kind: spool.KindScanComplete, Scan: o.Scan, Body: body}); err != nil {
+		// The marker stays: the next start closes the scan.
+		r.log.Error("cannot spool a scan's completion", "scan", o.Scan, "error", err)
 	}
 }
 
@@ -445,7 +453,10 @@ func (r *Runner) upload(ctx context.Context) {
 		switch {
 		case err == nil:
 			fails = 0
-			if err := r.c.Spool.Remove(e); err != nil {
+			r.markMu.Lock() // see openScan
+			err := r.c.Spool.Remove(e)
+			r.markMu.Unlock()
+			if err != nil {
 				r.log.Error("spool", "error", err)
 			}
 		case ctx.Err() != nil:
@@ -454,7 +465,10 @@ func (r *Runner) upload(ctx context.Context) {
 			// Resending cannot help; set it aside so the rest moves.
 			r.log.Error("the control plane rejected a spooled record; kept aside in the spool's corrupt folder, not resent",
 				"record", e.Name, "error", err)
-			if err := r.c.Spool.Reject(e); err != nil {
+			r.markMu.Lock()
+			err := r.c.Spool.Reject(e)
+			r.markMu.Unlock()
+			if err != nil {
 				r.log.Error("spool", "error", err)
 			}
 		default:

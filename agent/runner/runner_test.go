@@ -51,6 +51,9 @@ func TestScanJob(t *testing.T) {
 		}
 	})
 	waitFor(t, "an empty spool", func() bool { return len(b.spoolFiles()) == 0 })
+	if o, ok := b.mark(); ok {
+		t.Errorf("open-scan marker left after the job: %+v", o)
+	}
 	logs := b.logs.String()
 	if strings.Contains(logs, "hunter2") {
 		t.Error("a target's password is in the log")
@@ -275,6 +278,9 @@ func TestStopDuringScan(t *testing.T) {
 	}
 	if !b.spoolHas(".complete") || !b.spoolHas(".job") {
 		t.Fatalf("spool after stop: %v", b.spoolFiles())
+	}
+	if o, ok := b.mark(); ok {
+		t.Errorf("open-scan marker left after a stop: %+v", o)
 	}
 	b.cp.Do(func(cp *fakecp.Server) { cp.OnBatch = nil })
 	b.start(0)

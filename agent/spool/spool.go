@@ -39,6 +39,11 @@ const DefaultMaxBytes int64 = 1 << 30
 // cap: the bot refuses new scans rather than drop what it has not sent.
 var ErrFull = errors.New("spool is full")
 
+// MarkSuffix ends the name of a file the spool's owner keeps beside the
+// records (the runner's open-scan marker): not a record, never queued, sent
+// or counted, and left alone by Open.
+const MarkSuffix = ".mark"
+
 // corruptDir receives record files that cannot be read: kept for a person
 // to look at, never sent, never counted.
 const corruptDir = "corrupt"
@@ -128,6 +133,9 @@ func Open(dir string, o Options) (*Spool, error) {
 			continue
 		}
 		m := nameRE.FindStringSubmatch(name)
+		if m == nil && strings.HasSuffix(name, MarkSuffix) {
+			continue
+		}
 		if m == nil {
 			s.log.Warn("spool: ignoring a file that is not a record", "file", name)
 			continue
@@ -227,6 +235,27 @@ func (s *Spool) Append(r Record) error {
 	default:
 	}
 	return nil
+}
+
+// Queued describes a record waiting in the spool, as its file name says.
+type Queued struct {
+	Kind string
+	Scan string
+	Seq  int64
+}
+
+// Queue lists the records waiting, oldest first, without reading them.
+func (s *Spool) Queue() []Queued {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Queued, 0, len(s.names))
+	for _, name := range s.names {
+		if m := nameRE.FindStringSubmatch(name); m != nil {
+			seq, _ := strconv.ParseInt(m[3], 10, 64)
+			out = append(out, Queued{Kind: m[4], Scan: m[2], Seq: seq})
+		}
+	}
+	return out
 }
 
 // Notify returns a channel that receives after an Append: an uploader

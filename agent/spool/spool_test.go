@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -332,5 +333,56 @@ func TestKilledMidAppend(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, corruptDir)); err == nil {
 			t.Fatalf("round %d: a record was found damaged", round)
 		}
+	}
+}
+
+// Queue lists what waits, from the file names, in order; a mark file
+// beside the records is not one of them, before or after a reopen.
+func TestQueueAndMarks(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := atomicfile.Write(dir, "open-scan"+MarkSuffix, []byte(`{}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []Record{
+		rec(KindScanStart, "scan_1", 0, `{}`),
+		rec(KindFindings, "scan_1", 1, `{}`),
+		rec(KindFindings, "scan_1", 12, `{}`),
+		rec(KindScanComplete, "scan_1", 0, `{}`),
+		rec(KindJobResult, "job-1", 0, `{}`),
+	} {
+		if err := s.Append(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []Queued{
+		{KindScanStart, "scan_1", 0}, {KindFindings, "scan_1", 1}, {KindFindings, "scan_1", 12},
+		{KindScanComplete, "scan_1", 0}, {KindJobResult, "job-1", 0},
+	}
+	check := func(s *Spool) {
+		t.Helper()
+		got := s.Queue()
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("queue\n got %v\nwant %v", got, want)
+		}
+	}
+	check(s)
+	var logs strings.Builder
+	s, err = Open(dir, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(s)
+	if s.Len() != len(want) {
+		t.Errorf("Len %d after reopen, want %d", s.Len(), len(want))
+	}
+	if logs.Len() != 0 {
+		t.Errorf("reopen logged: %s", logs.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "open-scan"+MarkSuffix)); err != nil {
+		t.Errorf("the mark did not survive Open: %v", err)
 	}
 }
