@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -19,6 +20,10 @@ const (
 	SchemeFile      = "file"
 	SchemeJKS       = "jks"
 	SchemeCertStore = "certstore"
+	SchemeLDAP      = "ldap"
+	SchemeLDAPS     = "ldaps"
+	// SchemePKCS11 targets are RFC 7512 URIs: pkcs11:token=LABEL?module-path=...
+	SchemePKCS11 = "pkcs11"
 )
 
 // Parameter names a target may carry. Secret ones are resolved at parse time
@@ -31,13 +36,46 @@ const (
 
 // secretParams are the parameters whose values are secrets, whatever the
 // scheme; they may be written as a value, env:NAME or file:/path.
-var secretParams = []string{ParamPassword, "pin", "passphrase", "secret_key", "api_key", "token"}
+var secretParams = []string{ParamPassword, "pin", "passphrase", "secret_key", "api_key", "token", ParamPINValue, ParamPINSource}
+
+// LDAP and PKCS#11 parameters.
+const (
+	ParamBindDN     = "bind_dn"
+	ParamFilter     = "filter"
+	ParamScope      = "scope"
+	ParamStartTLS   = "starttls"
+	ParamCAFile     = "ca_file"
+	ParamPageSize   = "page_size"
+	ParamReferrals  = "referrals"
+	ParamInsecure   = "insecure"
+	ParamModulePath = "module-path"
+	ParamModuleName = "module-name"
+	ParamPINValue   = "pin-value"
+	// ParamPINSource names a file holding the PIN (RFC 7512); it is read at
+	// parse time like any file: secret and kept as the PIN.
+	ParamPINSource = "pin-source"
+	ParamObjects   = "objects"
+	ParamConfig    = "config"
+)
+
+// pkcs11PathAttrs are the RFC 7512 path attributes a target may name.
+var pkcs11PathAttrs = []string{"token", "manufacturer", "serial", "model", "slot-id", "slot-description",
+	"slot-manufacturer", "library-manufacturer", "library-description", "library-version", "object", "type", "id"}
 
 // targetRule says what one scheme accepts.
 type targetRule struct {
 	params   []string // non-secret parameters allowed
 	secrets  []string // secret parameters allowed
 	validate func(*Target) error
+	// opaque schemes are written SCHEME:ATTRS?PARAMS (RFC 7512), not
+	// SCHEME://HOST/PATH.
+	opaque bool
+}
+
+var ldapRule = targetRule{
+	params:   []string{ParamBindDN, ParamFilter, ParamScope, ParamStartTLS, ParamCAFile, ParamPageSize, ParamReferrals, ParamInsecure},
+	secrets:  []string{ParamPassword},
+	validate: validateLDAP,
 }
 
 func targetRules() map[string]targetRule {
@@ -46,6 +84,14 @@ func targetRules() map[string]targetRule {
 		SchemeFile:      {params: []string{ParamMaxSize}, secrets: []string{ParamPassword}, validate: validatePath},
 		SchemeJKS:       {params: []string{ParamMaxSize}, secrets: []string{ParamPassword}, validate: validatePath},
 		SchemeCertStore: {validate: validateCertStore},
+		SchemeLDAP:      ldapRule,
+		SchemeLDAPS:     ldapRule,
+		SchemePKCS11: {
+			params:   []string{ParamModulePath, ParamModuleName, ParamObjects, ParamConfig},
+			secrets:  []string{ParamPINValue, ParamPINSource},
+			validate: validatePKCS11,
+			opaque:   true,
+		},
 	}
 }
 
@@ -81,14 +127,29 @@ func (e *TargetError) Unwrap() error { return e.Err }
 // file:/path are resolved here, so a missing variable or file is reported
 // before anything is scanned.
 func ParseTarget(raw string) (Target, error) {
-	t, err := parseTarget(raw)
+	t, err := parseTarget(raw, true)
 	if err != nil {
 		return Target{}, &TargetError{Target: redactURI(raw), Err: err}
 	}
 	return t, nil
 }
 
-func parseTarget(raw string) (Target, error) {
+// ParseTargetUnresolved reads a target as ParseTarget does but leaves
+// env:NAME and file:/path secrets unresolved (their Secret is empty). The
+// control plane validates with it: the bot resolves those references on its
+// own machine, and the control plane must not read files a user names.
+func ParseTargetUnresolved(raw string) (Target, error) {
+	t, err := parseTarget(raw, false)
+	if err != nil {
+		return Target{}, &TargetError{Target: redactURI(raw), Err: err}
+	}
+	return t, nil
+}
+
+func parseTarget(raw string, resolve bool) (Target, error) {
+	if s, rest, ok := strings.Cut(raw, ":"); ok && targetRules()[strings.ToLower(s)].opaque {
+		return parseOpaque(strings.ToLower(s), rest, resolve)
+	}
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {
 		if s, _, ok := strings.Cut(raw, ":"); ok && targetRules()[strings.ToLower(s)].validate != nil {
@@ -124,7 +185,7 @@ func parseTarget(raw string) (Target, error) {
 			t.Path = p
 		}
 	}
-	if err := parseParams(&t, query, rule); err != nil {
+	if err := parseParams(&t, query, rule, resolve); err != nil {
 		return Target{}, err
 	}
 	if err := rule.validate(&t); err != nil {
@@ -132,6 +193,134 @@ func parseTarget(raw string) (Target, error) {
 	}
 	return t, nil
 }
+
+// parseOpaque reads SCHEME:ATTR=V;ATTR=V?PARAM=V&PARAM=V (RFC 7512). The
+// path attributes stay in Path as written (percent-encoded); PathAttrs
+// decodes them.
+func parseOpaque(scheme, rest string, resolve bool) (Target, error) {
+	rule := targetRules()[scheme]
+	if strings.HasPrefix(rest, "//") {
+		return Target{}, fmt.Errorf("write %s:ATTR=VALUE;...?..., without //", scheme)
+	}
+	path, query, _ := strings.Cut(rest, "?")
+	if strings.ContainsAny(rest, "#") {
+		return Target{}, errors.New("'#' is not allowed in a target; percent-encode it as %23")
+	}
+	t := Target{Scheme: scheme, Path: path, Params: map[string][]string{}, Secrets: map[string][]Secret{}}
+	if err := parseParams(&t, query, rule, resolve); err != nil {
+		return Target{}, err
+	}
+	if err := rule.validate(&t); err != nil {
+		return Target{}, err
+	}
+	return t, nil
+}
+
+// PathAttrs decodes the path attributes of an opaque target
+// (pkcs11:token=prod;object=web gives token and object).
+func (t Target) PathAttrs() (map[string]string, error) {
+	attrs := map[string]string{}
+	if t.Path == "" {
+		return attrs, nil
+	}
+	for kv := range strings.SplitSeq(t.Path, ";") {
+		if kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, fmt.Errorf("path attribute %q: want NAME=VALUE", kv)
+		}
+		val, err := url.PathUnescape(v)
+		if err != nil {
+			return nil, fmt.Errorf("path attribute %s: bad percent-encoding", k)
+		}
+		if _, dup := attrs[k]; dup {
+			return nil, fmt.Errorf("path attribute %s given twice", k)
+		}
+		attrs[k] = val
+	}
+	return attrs, nil
+}
+
+func validatePKCS11(t *Target) error {
+	attrs, err := t.PathAttrs()
+	if err != nil {
+		return err
+	}
+	for k := range attrs {
+		if !slices.Contains(pkcs11PathAttrs, k) {
+			return fmt.Errorf("unknown path attribute %q (allowed: %s)", k, strings.Join(pkcs11PathAttrs, ", "))
+		}
+	}
+	if id, ok := attrs["slot-id"]; ok {
+		if _, err := strconv.ParseUint(id, 10, 64); err != nil {
+			return fmt.Errorf("slot-id %q is not a number", id)
+		}
+	}
+	if len(t.Secrets[ParamPINValue]) > 0 && len(t.Secrets[ParamPINSource]) > 0 {
+		return errors.New("give pin-value or pin-source, not both")
+	}
+	if len(t.Params[ParamModulePath]) == 0 && len(t.Params[ParamConfig]) == 0 {
+		return errors.New("module-path is required (the PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so), or config=FILE")
+	}
+	for _, o := range t.Params[ParamObjects] {
+		for part := range strings.SplitSeq(o, ",") {
+			if part != "certs" && part != "keys" {
+				return fmt.Errorf("objects %q: want certs, keys or certs,keys", o)
+			}
+		}
+	}
+	return nil
+}
+
+// PIN is a pkcs11 target's PIN from pin-value or pin-source.
+func (t Target) PIN() (Secret, bool) {
+	for _, k := range []string{ParamPINValue, ParamPINSource} {
+		if v := t.Secrets[k]; len(v) > 0 {
+			return v[len(v)-1], true
+		}
+	}
+	return Secret{}, false
+}
+
+func validateLDAP(t *Target) error {
+	if t.Host == "" {
+		return fmt.Errorf("no server: write %s://HOST[:PORT]/BASE-DN", t.Scheme)
+	}
+	if h, p, err := net.SplitHostPort(t.Host); err == nil {
+		if _, perr := parsePort(p); perr != nil || h == "" {
+			return fmt.Errorf("%q is not HOST:PORT", t.Host)
+		}
+	}
+	switch t.Param(ParamScope) {
+	case "", "sub", "one", "base":
+	default:
+		return fmt.Errorf("scope %q: want sub, one or base", t.Param(ParamScope))
+	}
+	for _, b := range []string{ParamStartTLS, ParamReferrals, ParamInsecure} {
+		if v := t.Param(b); v != "" {
+			if _, err := strconv.ParseBool(v); err != nil {
+				return fmt.Errorf("%s %q: want true or false", b, v)
+			}
+		}
+	}
+	if t.Scheme == SchemeLDAPS && t.Param(ParamStartTLS) == "true" {
+		return errors.New("starttls is for ldap://; ldaps:// is TLS from the start")
+	}
+	if v := t.Param(ParamPageSize); v != "" {
+		if n, err := strconv.Atoi(v); err != nil || n < 1 || n > 10000 {
+			return fmt.Errorf("page_size %q: want 1 to 10000", v)
+		}
+	}
+	if t.Param(ParamBindDN) != "" && len(t.Passwords()) == 0 {
+		return errors.New("bind_dn needs a password (password=..., env:NAME or file:/path)")
+	}
+	return nil
+}
+
+// BaseDN is an ldap target's base DN (the "container name" of B4.3).
+func (t Target) BaseDN() string { return strings.TrimPrefix(t.Path, "/") }
 
 func knownSchemes() []string {
 	var s []string
@@ -144,7 +333,7 @@ func knownSchemes() []string {
 
 // parseParams splits the query by hand rather than with url.ParseQuery,
 // which would turn '+' in a password into a space.
-func parseParams(t *Target, query string, rule targetRule) error {
+func parseParams(t *Target, query string, rule targetRule, resolve bool) error {
 	if query == "" {
 		return nil
 	}
@@ -163,6 +352,10 @@ func parseParams(t *Target, query string, rule targetRule) error {
 		}
 		switch {
 		case slices.Contains(rule.secrets, key):
+			if !resolve && (strings.HasPrefix(val, "env:") || strings.HasPrefix(val, "file:")) {
+				t.Secrets[key] = append(t.Secrets[key], Secret{})
+				continue
+			}
 			s, err := ResolveSecret(val)
 			if err != nil {
 				return fmt.Errorf("parameter %s: %w", key, err)
@@ -287,12 +480,17 @@ func (t Target) Passwords() []Secret { return t.Secrets[ParamPassword] }
 func (t Target) String() string {
 	var b strings.Builder
 	b.WriteString(t.Scheme)
-	b.WriteString("://")
-	b.WriteString(t.Host)
-	if t.Scheme == SchemeCertStore && t.Path != "" {
-		b.WriteString("/")
+	if targetRules()[t.Scheme].opaque {
+		b.WriteString(":")
+		b.WriteString(t.Path)
+	} else {
+		b.WriteString("://")
+		b.WriteString(t.Host)
+		if t.Scheme == SchemeCertStore && t.Path != "" {
+			b.WriteString("/")
+		}
+		b.WriteString((&url.URL{Path: t.Path}).EscapedPath())
 	}
-	b.WriteString((&url.URL{Path: t.Path}).EscapedPath())
 	var q []string
 	for _, k := range sortedKeys(t.Params) {
 		for _, v := range t.Params[k] {
@@ -312,9 +510,19 @@ func (t Target) String() string {
 }
 
 // queryEscape escapes a parameter name or value so that parseParams reads
-// it back: url.PathEscape keeps '&', which would split the value.
+// it back, and no more: DNs and paths stay readable (cn=admin,dc=x, /usr/lib).
 func queryEscape(s string) string {
-	return strings.ReplaceAll(url.PathEscape(s), "&", "%26")
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		keep := c > ' ' && c < 0x7f && !strings.ContainsRune("%&#?\"<>\\^`{|}", rune(c))
+		if keep {
+			b.WriteByte(c)
+			continue
+		}
+		fmt.Fprintf(&b, "%%%02X", c)
+	}
+	return b.String()
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -327,7 +535,8 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // publicParams are the parameters whose values an error message may show.
-var publicParams = []string{ParamSNI, ParamMaxSize}
+var publicParams = []string{ParamSNI, ParamMaxSize, ParamBindDN, ParamFilter, ParamScope, ParamStartTLS, ParamCAFile,
+	ParamPageSize, ParamReferrals, ParamInsecure, ParamModulePath, ParamModuleName, ParamObjects, ParamConfig}
 
 // redactURI hides the values of secret parameters in a target that may not
 // have parsed, so that an error message never shows a password. A parameter

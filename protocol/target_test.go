@@ -206,8 +206,17 @@ func TestParseTargetBad(t *testing.T) {
 		{"www.example.com", []string{"not a target URI", "tls://"}},
 		{"/etc/ssl", []string{"not a target URI"}},
 		{"tls:www.example.com", []string{"write tls://"}},
-		{"http://www.example.com", []string{`unknown scheme "http"`, "certstore, file, jks, tls"}},
-		{"ldaps://dc1", []string{`unknown scheme "ldaps"`}},
+		{"http://www.example.com", []string{`unknown scheme "http"`, "certstore, file, jks, ldap, ldaps, pkcs11, tls"}},
+		{"ldap:///dc=example,dc=com", []string{"no server"}},
+		{"ldap://dc1/dc=x?scope=tree", []string{`scope "tree"`}},
+		{"ldaps://dc1/dc=x?starttls=true", []string{"starttls is for ldap://"}},
+		{"ldap://dc1/dc=x?bind_dn=cn%3Dadmin", []string{"bind_dn needs a password"}},
+		{"ldap://dc1/dc=x?page_size=0", []string{"page_size"}},
+		{"pkcs11:token=prod", []string{"module-path is required"}},
+		{"pkcs11:token=prod;colour=red?module-path=/m.so", []string{`unknown path attribute "colour"`}},
+		{"pkcs11:slot-id=x?module-path=/m.so", []string{`slot-id "x"`}},
+		{"pkcs11:token=a?module-path=/m.so&objects=all", []string{`objects "all"`}},
+		{"pkcs11://token=a?module-path=/m.so", []string{"without //"}},
 		{"tls://", []string{"no host"}},
 		// Hosts.
 		{"tls://999.1.1.1", []string{"999.1.1.1 is not an IP address"}},
@@ -420,7 +429,7 @@ func TestTargetStringRedacts(t *testing.T) {
 func TestTargetStringEscapesParams(t *testing.T) {
 	tg := Target{Scheme: SchemeFile, Path: "/etc", Params: map[string][]string{ParamMaxSize: {"1&max_size=2", "3"}}}
 	s := tg.String()
-	again, err := parseTarget(s)
+	again, err := parseTarget(s, true)
 	if err != nil {
 		// max_size is validated, so this value does not parse; but it must
 		// fail as a bad size, not as a split-up parameter.
@@ -674,5 +683,62 @@ func TestParsePortListMerges(t *testing.T) {
 		if !slices.IsSorted(ports) || len(ports) != l.Count() || len(slices.Compact(slices.Clone(ports))) != len(ports) {
 			t.Errorf("ParsePortList(%q).All() = %v (Count %d): not sorted and distinct", in, ports, l.Count())
 		}
+	}
+}
+
+// B4.2, B4.3: directory and HSM targets.
+func TestParseLDAPAndPKCS11Targets(t *testing.T) {
+	t.Setenv("TEST_LDAP_PW", "s3cret-ldap")
+	tests := []struct {
+		raw    string
+		check  func(t *testing.T, tg Target)
+		string string
+	}{
+		{
+			raw: "ldap://127.0.0.1:3890/ou=pki,dc=example,dc=com?bind_dn=cn%3Dadmin%2Cdc%3Dexample%2Cdc%3Dcom&password=env:TEST_LDAP_PW&scope=one",
+			check: func(t *testing.T, tg Target) {
+				if tg.Host != "127.0.0.1:3890" || tg.BaseDN() != "ou=pki,dc=example,dc=com" || tg.Param(ParamBindDN) != "cn=admin,dc=example,dc=com" ||
+					tg.Param(ParamScope) != "one" || tg.Passwords()[0].Reveal() != "s3cret-ldap" {
+					t.Errorf("%+v", tg)
+				}
+			},
+			string: "ldap://127.0.0.1:3890/ou=pki,dc=example,dc=com?bind_dn=cn=admin,dc=example,dc=com&scope=one&password=REDACTED",
+		},
+		{
+			raw: "ldaps://dc1.corp.example/dc=corp,dc=example",
+			check: func(t *testing.T, tg Target) {
+				if tg.Scheme != SchemeLDAPS || tg.Host != "dc1.corp.example" || tg.BaseDN() != "dc=corp,dc=example" {
+					t.Errorf("%+v", tg)
+				}
+			},
+			string: "ldaps://dc1.corp.example/dc=corp,dc=example",
+		},
+		{
+			raw: "pkcs11:token=prod%20hsm;object=web?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-value=1234&objects=certs,keys",
+			check: func(t *testing.T, tg Target) {
+				attrs, err := tg.PathAttrs()
+				pin, ok := tg.PIN()
+				if err != nil || attrs["token"] != "prod hsm" || attrs["object"] != "web" || !ok || pin.Reveal() != "1234" ||
+					tg.Param(ParamModulePath) != "/usr/lib/softhsm/libsofthsm2.so" || tg.Param(ParamObjects) != "certs,keys" {
+					t.Errorf("%+v %v %v", tg, attrs, err)
+				}
+			},
+			string: "pkcs11:token=prod%20hsm;object=web?module-path=/usr/lib/softhsm/libsofthsm2.so&objects=certs,keys&pin-value=REDACTED",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.raw, func(t *testing.T) {
+			tg, err := ParseTarget(tc.raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, tg)
+			if got := tg.String(); got != tc.string {
+				t.Errorf("String() = %q, want %q", got, tc.string)
+			}
+			if strings.Contains(tg.String(), "1234") || strings.Contains(tg.String(), "s3cret") {
+				t.Error("String() shows a secret")
+			}
+		})
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -190,37 +189,9 @@ const (
 	maxThreads = 4096
 )
 
-// secretParams are the target parameters whose values are secrets (those
-// of protocol's parser); they may be written env:NAME or file:/path, which
-// the bot resolves on its own machine.
-var secretParams = []string{"password", "pin", "passphrase", "secret_key", "api_key", "token"}
-
-// forValidation replaces env:/file: references in secret parameters with a
-// placeholder: protocol.ParseTarget would resolve them here, on the control
-// plane, where the variable is not set, and where reading a file named by a
-// user must not happen.
-func forValidation(raw string) string {
-	base, query, ok := strings.Cut(raw, "?")
-	if !ok {
-		return raw
-	}
-	parts := strings.Split(query, "&")
-	for i, kv := range parts {
-		k, v, hasValue := strings.Cut(kv, "=")
-		key, err := url.PathUnescape(k)
-		if err != nil || !hasValue || !slices.Contains(secretParams, key) {
-			continue
-		}
-		if val, err := url.PathUnescape(v); err == nil && (strings.HasPrefix(val, "env:") || strings.HasPrefix(val, "file:")) {
-			parts[i] = k + "=reference"
-		}
-	}
-	return base + "?" + strings.Join(parts, "&")
-}
-
 // parseTarget validates a target as the bot will read it.
 func parseTarget(raw string) (protocol.Target, error) {
-	return protocol.ParseTarget(forValidation(raw))
+	return protocol.ParseTargetUnresolved(raw)
 }
 
 // redactTarget is a target safe to show: its secrets replaced.
