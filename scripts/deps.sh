@@ -9,6 +9,10 @@ declare -A package_of=(
 	[keytool]=default-jre-headless
 	[nginx]=nginx-light
 	[nmap]=nmap
+	[slapd]=slapd
+	[ldapadd]=ldap-utils
+	[softhsm2-util]=softhsm2
+	[pkcs11-tool]=opensc
 	[update-ca-certificates]=ca-certificates
 )
 
@@ -32,5 +36,8 @@ if [ "$(id -u)" -ne 0 ]; then
 	exit 1
 fi
 apt_get() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 "$@"; }
+# slapd would otherwise ask for a domain and create a database of its own:
+# the tests run throwaway servers with their own configuration.
+echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
 apt_get update -qq
 apt_get install -y -qq --no-install-recommends "${missing[@]}"
