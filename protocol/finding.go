@@ -12,6 +12,8 @@ const (
 	FormatJCEKS     = "jceks"
 	FormatTLS       = "tls"
 	FormatCertStore = "certstore"
+	FormatPKCS11    = "pkcs11"
+	FormatLDAP      = "ldap"
 )
 
 // Finding is one certificate at one location, or a problem at a location.
@@ -46,14 +48,39 @@ type MachineInfo struct {
 	IPs      []string `json:"ips,omitempty"`
 }
 
-// KeyInfo describes a private key without revealing it.
+// KeyInfo describes a key without revealing it: a private key found with a
+// certificate, or a key object of its own (an HSM's keys, B4.2).
 type KeyInfo struct {
 	Algorithm string `json:"algorithm"`
 	Bits      int    `json:"bits,omitempty"`
+	// Class is private, public or secret-key (RFC 7512's object types); ""
+	// means a private key found with a certificate.
+	Class string `json:"class,omitempty"`
+	Label string `json:"label,omitempty"`
+	// ID is the key's identifier in its store (PKCS#11 CKA_ID), hex.
+	ID string `json:"id,omitempty"`
 	// Extractable is false for keys that cannot leave their store (HSMs,
 	// non-exportable Windows keys); nil when unknown.
 	Extractable *bool `json:"extractable,omitempty"`
+	// Sensitive is true for keys whose value the store never reveals.
+	Sensitive *bool `json:"sensitive,omitempty"`
+	// Usage lists what the key may do: sign, verify, encrypt, decrypt,
+	// wrap, unwrap, derive.
+	Usage []string `json:"usage,omitempty"`
 }
+
+// Private reports whether the key is a private key (as opposed to a public
+// or secret key object).
+func (k *KeyInfo) Private() bool {
+	return k != nil && (k.Class == "" || k.Class == KeyClassPrivate)
+}
+
+// Key classes.
+const (
+	KeyClassPrivate = "private"
+	KeyClassPublic  = "public"
+	KeyClassSecret  = "secret-key"
+)
 
 // TLSInfo describes a TLS session an endpoint accepted.
 type TLSInfo struct {

@@ -17,7 +17,10 @@ import (
 // certificate at one location for the control plane. The JSON field names
 // are a contract: tools outside this module read them.
 type CertificateRecord struct {
-	Location           string       `json:"location"`
+	Location string `json:"location"`
+	// Kind is certificate or key (a key object found on its own, e.g. in an
+	// HSM); empty on a line that only reports a problem.
+	Kind               string       `json:"kind,omitempty"`
 	Source             string       `json:"source"`
 	Format             string       `json:"format,omitempty"`
 	FingerprintSHA256  string       `json:"fingerprint_sha256,omitempty"`
@@ -42,6 +45,12 @@ type CertificateRecord struct {
 	SeenAt             time.Time    `json:"seen_at"`
 }
 
+// Record kinds.
+const (
+	RecordCertificate = "certificate"
+	RecordKey         = "key"
+)
+
 // Fingerprint is the lowercase hex SHA-256 of a DER certificate.
 func Fingerprint(der []byte) string {
 	sum := sha256.Sum256(der)
@@ -55,7 +64,7 @@ func NewRecord(f Finding) CertificateRecord {
 		Location:      f.Location.String(),
 		Source:        f.Source,
 		Format:        f.Format,
-		HasPrivateKey: f.Key != nil,
+		HasPrivateKey: f.Key.Private(),
 		PrivateKey:    f.Key,
 		TLS:           f.TLS,
 		Machine:       f.Machine,
@@ -63,8 +72,13 @@ func NewRecord(f Finding) CertificateRecord {
 		SeenAt:        f.SeenAt.UTC(),
 	}
 	if len(f.Chain) == 0 {
+		if f.Key != nil {
+			r.Kind = RecordKey
+			r.KeyAlgorithm, r.KeyBits = f.Key.Algorithm, f.Key.Bits
+		}
 		return r
 	}
+	r.Kind = RecordCertificate
 	r.FingerprintSHA256 = Fingerprint(f.Chain[0])
 	for _, der := range f.Chain[1:] {
 		r.Chain = append(r.Chain, Fingerprint(der))

@@ -261,8 +261,8 @@ func validatePKCS11(t *Target) error {
 	if len(t.Secrets[ParamPINValue]) > 0 && len(t.Secrets[ParamPINSource]) > 0 {
 		return errors.New("give pin-value or pin-source, not both")
 	}
-	if len(t.Params[ParamModulePath]) == 0 && len(t.Params[ParamConfig]) == 0 {
-		return errors.New("module-path is required (the PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so), or config=FILE")
+	if len(t.Params[ParamModulePath]) == 0 && len(t.Params[ParamModuleName]) == 0 && len(t.Params[ParamConfig]) == 0 {
+		return errors.New("module-path is required (the PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so), or module-name, or config=FILE")
 	}
 	for _, o := range t.Params[ParamObjects] {
 		for part := range strings.SplitSeq(o, ",") {

@@ -127,12 +127,20 @@ type tableWriter struct {
 	w    io.Writer
 	now  func() time.Time
 	rows []tableRow
+	keys []tableRow
 	errs []tableRow
 }
 
 func (t *tableWriter) Write(f protocol.Finding) error {
 	r := protocol.NewRecord(f)
 	row := tableRow{location: r.Location, err: r.Error}
+	if r.Kind == protocol.RecordKey && r.Error == "" {
+		row.key = strings.TrimSpace(r.KeyAlgorithm + " " + bitsText(r.KeyBits))
+		row.name = r.PrivateKey.Label
+		row.issuer = r.PrivateKey.Class
+		t.keys = append(t.keys, row)
+		return nil
+	}
 	if r.FingerprintSHA256 == "" || r.NotAfter == nil {
 		t.errs = append(t.errs, row)
 		return nil
@@ -178,6 +186,17 @@ func (t *tableWriter) Close() error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if len(t.keys) > 0 {
+		fmt.Fprintf(t.w, "\nKEYS (%d)\n", len(t.keys))
+		tw = tabwriter.NewWriter(t.w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "KEY\tCLASS\tLABEL\tLOCATION")
+		for _, r := range t.keys {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.key, r.issuer, clip(r.name, 40), r.location)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
 	if len(t.errs) > 0 {
 		fmt.Fprintf(t.w, "\nERRORS (%d)\n", len(t.errs))
 		tw = tabwriter.NewWriter(t.w, 0, 0, 2, ' ', 0)
@@ -189,6 +208,13 @@ func (t *tableWriter) Close() error {
 		}
 	}
 	return nil
+}
+
+func bitsText(bits int) string {
+	if bits == 0 {
+		return ""
+	}
+	return strconv.Itoa(bits)
 }
 
 func daysLeft(notAfter, now time.Time) string {

@@ -104,3 +104,21 @@ func TestUnknownFormat(t *testing.T) {
 		t.Error("xml accepted")
 	}
 }
+
+// Key objects found on their own (an HSM's keys, B4.2) are listed as keys,
+// not as errors.
+func TestTableListsKeys(t *testing.T) {
+	var buf bytes.Buffer
+	w, _ := New(FormatTable, &buf, func() time.Time { return now })
+	loc, _ := protocol.ParseLocation("pkcs11:token=prod;object=wrap;type=secret-key")
+	if err := w.Write(protocol.Finding{Location: loc, Source: "pkcs11", Key: &protocol.KeyInfo{Algorithm: "AES", Bits: 256, Class: "secret-key", Label: "wrap"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	if !strings.Contains(out, "KEYS (1)") || !strings.Contains(out, "AES 256") || strings.Contains(out, "ERRORS") {
+		t.Errorf("table:\n%s", out)
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"github.com/emsign/bot/connectors"
 	"github.com/emsign/bot/connectors/certstore"
 	"github.com/emsign/bot/connectors/files"
+	ldapconn "github.com/emsign/bot/connectors/ldap"
+	"github.com/emsign/bot/connectors/pkcs11"
 	tlsconn "github.com/emsign/bot/connectors/tls"
 	"github.com/emsign/bot/protocol"
 )
@@ -54,7 +56,27 @@ func NewRegistry(o SourceOptions) (Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("certstore connector: %w", err)
 	}
+	ldapSource, err := ldapconn.New(ldapconn.Config{
+		Progress: o.Progress,
+		Logger:   o.Logger.With("connector", "ldap"),
+		Now:      o.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ldap connector: %w", err)
+	}
+	// Without cgo (the Windows cross-build) this is a stub that says how to
+	// get PKCS#11 support.
+	hsmSource, err := pkcs11.New(pkcs11.Config{
+		Logger: o.Logger.With("connector", "pkcs11"),
+		Now:    o.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pkcs11 connector: %w", err)
+	}
 	return Registry{
+		protocol.SchemeLDAP:      ldapSource,
+		protocol.SchemeLDAPS:     ldapSource,
+		protocol.SchemePKCS11:    hsmSource,
 		protocol.SchemeTLS:       tlsSource,
 		protocol.SchemeFile:      fileSource,
 		protocol.SchemeJKS:       fileSource,
