@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -292,16 +291,10 @@ func TestLifecycle(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	cp.start()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	got := map[string][]any{}
-	for ctx.Err() == nil {
-		got = listCertificates(t, cp)
-		if len(got) >= len(want) {
-			break
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	// The scan's completion comes after all its batches, so once it is
+	// finished everything it found has been ingested.
+	waitScanFinished(t, cp, botID, scan["scan_id"].(string))
+	got := listCertificates(t, cp)
 	missing := 0
 	for fp := range want {
 		if _, ok := got[fp]; !ok {
