@@ -113,6 +113,12 @@ func scan(t *testing.T, src *Source, target string) (map[string]protocol.Finding
 	got := map[string]protocol.Finding{}
 	err = src.Discover(context.Background(), tg, func(f protocol.Finding) error {
 		k := f.Location.String()
+		// The 10,000 paging entries, once loaded, stay in the shared server;
+		// fixture tests leave them out so that neither test order nor
+		// -count changes what they see.
+		if strings.Contains(k, ",ou=bulk,") && !strings.Contains(tg.BaseDN(), "ou=bulk") {
+			return nil
+		}
 		if _, dup := got[k]; dup {
 			t.Errorf("location %s emitted twice", k)
 		}
