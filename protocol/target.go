@@ -23,7 +23,11 @@ const (
 	SchemeLDAP      = "ldap"
 	SchemeLDAPS     = "ldaps"
 	// SchemePKCS11 targets are RFC 7512 URIs: pkcs11:token=LABEL?module-path=...
-	SchemePKCS11 = "pkcs11"
+	SchemePKCS11     = "pkcs11"
+	SchemeSSH        = "ssh"
+	SchemeF5         = "f5"
+	SchemeAWS        = "aws"
+	SchemeCloudflare = "cloudflare"
 )
 
 // Parameter names a target may carry. Secret ones are resolved at parse time
@@ -36,7 +40,27 @@ const (
 
 // secretParams are the parameters whose values are secrets, whatever the
 // scheme; they may be written as a value, env:NAME or file:/path.
-var secretParams = []string{ParamPassword, "pin", "passphrase", "secret_key", "api_key", "token", ParamPINValue, ParamPINSource}
+var secretParams = []string{ParamPassword, "pin", ParamPassphrase, ParamSecretKey, ParamAPIKey, "token", ParamPINValue, ParamPINSource,
+	ParamAPIToken, ParamSessionToken}
+
+// SSH, F5, AWS and Cloudflare parameters.
+const (
+	ParamKeyFile         = "key_file"
+	ParamPassphrase      = "passphrase"
+	ParamKnownHosts      = "known_hosts"
+	ParamHostKey         = "host_key"
+	ParamInsecureHostKey = "insecure_host_key"
+	ParamSudo            = "sudo"
+	ParamUser            = "user"
+	ParamPartition       = "partition"
+	ParamAccessKey       = "access_key"
+	ParamSecretKey       = "secret_key"
+	ParamSessionToken    = "session_token"
+	ParamEndpoint        = "endpoint"
+	ParamEmail           = "email"
+	ParamAPIKey          = "api_key"
+	ParamAPIToken        = "api_token"
+)
 
 // LDAP and PKCS#11 parameters.
 const (
@@ -70,6 +94,8 @@ type targetRule struct {
 	// opaque schemes are written SCHEME:ATTRS?PARAMS (RFC 7512), not
 	// SCHEME://HOST/PATH.
 	opaque bool
+	// userInfo schemes take USER@ before the host (never a password there).
+	userInfo bool
 }
 
 var ldapRule = targetRule{
@@ -86,6 +112,27 @@ func targetRules() map[string]targetRule {
 		SchemeCertStore: {validate: validateCertStore},
 		SchemeLDAP:      ldapRule,
 		SchemeLDAPS:     ldapRule,
+		SchemeSSH: {
+			params:   []string{ParamKeyFile, ParamKnownHosts, ParamHostKey, ParamInsecureHostKey, ParamSudo, ParamMaxSize},
+			secrets:  []string{ParamPassword, ParamPassphrase},
+			validate: validateSSH,
+			userInfo: true,
+		},
+		SchemeF5: {
+			params:   []string{ParamUser, ParamCAFile, ParamInsecure, ParamPartition},
+			secrets:  []string{ParamPassword},
+			validate: validateF5,
+		},
+		SchemeAWS: {
+			params:   []string{ParamAccessKey, ParamEndpoint},
+			secrets:  []string{ParamSecretKey, ParamSessionToken},
+			validate: validateAWS,
+		},
+		SchemeCloudflare: {
+			params:   []string{ParamEmail, ParamEndpoint},
+			secrets:  []string{ParamAPIKey, ParamAPIToken},
+			validate: validateCloudflare,
+		},
 		SchemePKCS11: {
 			params:   []string{ParamModulePath, ParamModuleName, ParamObjects, ParamConfig},
 			secrets:  []string{ParamPINValue, ParamPINSource},
@@ -111,6 +158,8 @@ type Target struct {
 	Secrets map[string][]Secret
 	// Endpoints is set for tls targets.
 	Endpoints EndpointSpec
+	// User is the login name of schemes that take USER@HOST (ssh).
+	User string
 }
 
 // TargetError is a target that does not parse: it names the target (with
@@ -166,11 +215,20 @@ func parseTarget(raw string, resolve bool) (Target, error) {
 	if strings.Contains(query, "#") {
 		return Target{}, errors.New("'#' is not allowed in a target; percent-encode it as %23")
 	}
-	if authority, _, _ := strings.Cut(rest, "/"); strings.Contains(authority, "@") {
-		// Said without echoing the authority: it may hold a password.
-		return Target{}, errors.New("user info (NAME:PASSWORD@) is not allowed in a target: give a password as ?password=...")
-	}
 	t := Target{Scheme: scheme, Params: map[string][]string{}, Secrets: map[string][]Secret{}}
+	if authority, _, _ := strings.Cut(rest, "/"); strings.Contains(authority, "@") {
+		user, _, _ := strings.Cut(authority, "@")
+		if !rule.userInfo || strings.Contains(user, ":") {
+			// Said without echoing the authority: it may hold a password.
+			return Target{}, errors.New("user info (NAME:PASSWORD@) is not allowed in a target: give a password as ?password=...")
+		}
+		u, err := url.PathUnescape(user)
+		if err != nil || u == "" {
+			return Target{}, errors.New("bad user name before '@'")
+		}
+		t.User = u
+		rest = rest[len(user)+1:]
+	}
 	// tls authorities hold CIDR slashes, so they are not split at '/'.
 	if scheme == SchemeTLS {
 		t.Host = rest
@@ -315,6 +373,143 @@ func validateLDAP(t *Target) error {
 	}
 	if t.Param(ParamBindDN) != "" && len(t.Passwords()) == 0 {
 		return errors.New("bind_dn needs a password (password=..., env:NAME or file:/path)")
+	}
+	return nil
+}
+
+func validateSSH(t *Target) error {
+	if t.Host == "" {
+		return errors.New("no host: write ssh://USER@HOST[:PORT]/PATH[,PATH...]")
+	}
+	if t.User == "" {
+		return errors.New("no user: write ssh://USER@HOST[:PORT]/PATH")
+	}
+	if err := checkHostPort(t.Host); err != nil {
+		return err
+	}
+	for _, p := range t.SSHPaths() {
+		if !strings.HasPrefix(p, "/") {
+			return fmt.Errorf("remote path %q must be absolute", p)
+		}
+	}
+	if len(t.Passwords()) == 0 && t.Param(ParamKeyFile) == "" {
+		return errors.New("give password=... or key_file=...")
+	}
+	if t.Param(ParamKnownHosts) == "" && t.Param(ParamHostKey) == "" && t.Param(ParamInsecureHostKey) != "true" {
+		return errors.New("the host key must be checked: give known_hosts=FILE or host_key=SHA256:..., or insecure_host_key=true to skip it")
+	}
+	if hk := t.Param(ParamHostKey); hk != "" && !strings.HasPrefix(hk, "SHA256:") {
+		return fmt.Errorf("host_key %q: want SHA256:BASE64, as ssh-keygen -lf prints", hk)
+	}
+	return checkBools(t, ParamInsecureHostKey, ParamSudo)
+}
+
+// SSHPaths lists an ssh target's remote paths (PATH[,PATH...]); "/" when
+// none is given.
+func (t Target) SSHPaths() []string {
+	if t.Path == "" || t.Path == "/" {
+		return []string{"/"}
+	}
+	var out []string
+	for p := range strings.SplitSeq(t.Path, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func validateF5(t *Target) error {
+	if t.Host == "" {
+		return errors.New("no host: write f5://HOST[:PORT]?user=...&password=...")
+	}
+	if err := checkHostPort(t.Host); err != nil {
+		return err
+	}
+	if t.Param(ParamUser) == "" || len(t.Passwords()) == 0 {
+		return errors.New("user and password are required")
+	}
+	return checkBools(t, ParamInsecure)
+}
+
+func validateAWS(t *Target) error {
+	if t.Host == "" {
+		return errors.New("no region: write aws://REGION[,REGION...] or aws://all")
+	}
+	for r := range strings.SplitSeq(t.Host, ",") {
+		if r == "all" {
+			continue
+		}
+		if !isRegionName(r) {
+			return fmt.Errorf("%q is not an AWS region name (e.g. eu-west-1)", r)
+		}
+	}
+	hasKey, hasSecret := t.Param(ParamAccessKey) != "", len(t.Secrets[ParamSecretKey]) > 0
+	if hasKey != hasSecret {
+		return errors.New("give access_key and secret_key together, or neither (the SDK's default credentials)")
+	}
+	return checkEndpoint(t)
+}
+
+func isRegionName(r string) bool {
+	if r == "" || strings.HasPrefix(r, "-") || strings.HasSuffix(r, "-") || !strings.Contains(r, "-") {
+		return false
+	}
+	for _, c := range r {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func validateCloudflare(t *Target) error {
+	if t.Host == "" {
+		return errors.New("no zone: write cloudflare://ZONE-ID[,ZONE-ID...]")
+	}
+	for z := range strings.SplitSeq(t.Host, ",") {
+		if len(z) != 32 || strings.Trim(strings.ToLower(z), "0123456789abcdef") != "" {
+			return fmt.Errorf("%q is not a Cloudflare zone ID (32 hex digits)", z)
+		}
+	}
+	apiKey, token := len(t.Secrets[ParamAPIKey]) > 0, len(t.Secrets[ParamAPIToken]) > 0
+	switch {
+	case apiKey && token:
+		return errors.New("give api_token, or email and api_key, not both")
+	case apiKey && t.Param(ParamEmail) == "":
+		return errors.New("api_key needs the account's email")
+	case !apiKey && !token:
+		return errors.New("give api_token=..., or email=...&api_key=...")
+	}
+	return checkEndpoint(t)
+}
+
+func checkEndpoint(t *Target) error {
+	if e := t.Param(ParamEndpoint); e != "" {
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("endpoint %q: want an http(s) URL", e)
+		}
+	}
+	return nil
+}
+
+func checkHostPort(hostport string) error {
+	if h, p, err := net.SplitHostPort(hostport); err == nil {
+		if _, perr := parsePort(p); perr != nil || h == "" {
+			return fmt.Errorf("%q is not HOST:PORT", hostport)
+		}
+	}
+	return nil
+}
+
+func checkBools(t *Target, names ...string) error {
+	for _, b := range names {
+		if v := t.Param(b); v != "" {
+			if _, err := strconv.ParseBool(v); err != nil {
+				return fmt.Errorf("%s %q: want true or false", b, v)
+			}
+		}
 	}
 	return nil
 }
@@ -485,6 +680,10 @@ func (t Target) String() string {
 		b.WriteString(t.Path)
 	} else {
 		b.WriteString("://")
+		if t.User != "" {
+			b.WriteString(url.PathEscape(t.User))
+			b.WriteString("@")
+		}
 		b.WriteString(t.Host)
 		if t.Scheme == SchemeCertStore && t.Path != "" {
 			b.WriteString("/")
@@ -536,7 +735,9 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // publicParams are the parameters whose values an error message may show.
 var publicParams = []string{ParamSNI, ParamMaxSize, ParamBindDN, ParamFilter, ParamScope, ParamStartTLS, ParamCAFile,
-	ParamPageSize, ParamReferrals, ParamInsecure, ParamModulePath, ParamModuleName, ParamObjects, ParamConfig}
+	ParamPageSize, ParamReferrals, ParamInsecure, ParamModulePath, ParamModuleName, ParamObjects, ParamConfig,
+	ParamKeyFile, ParamKnownHosts, ParamHostKey, ParamInsecureHostKey, ParamSudo, ParamUser, ParamPartition,
+	ParamAccessKey, ParamEndpoint, ParamEmail}
 
 // redactURI hides the values of secret parameters in a target that may not
 // have parsed, so that an error message never shows a password. A parameter

@@ -206,7 +206,18 @@ func TestParseTargetBad(t *testing.T) {
 		{"www.example.com", []string{"not a target URI", "tls://"}},
 		{"/etc/ssl", []string{"not a target URI"}},
 		{"tls:www.example.com", []string{"write tls://"}},
-		{"http://www.example.com", []string{`unknown scheme "http"`, "certstore, file, jks, ldap, ldaps, pkcs11, tls"}},
+		{"http://www.example.com", []string{`unknown scheme "http"`, "aws, certstore, cloudflare, f5, file, jks, ldap, ldaps, pkcs11, ssh, tls"}},
+		{"ssh://admin:pw@10.0.0.9/etc?insecure_host_key=true", []string{"user info"}},
+		{"ssh://10.0.0.9/etc?password=x&insecure_host_key=true", []string{"no user"}},
+		{"ssh://admin@10.0.0.9/etc?password=x", []string{"host key must be checked"}},
+		{"ssh://admin@10.0.0.9/etc?insecure_host_key=true", []string{"password=... or key_file"}},
+		{"ssh://admin@10.0.0.9/etc?password=x&host_key=MD5:aa", []string{"SHA256:"}},
+		{"f5://bigip.example.com", []string{"user and password are required"}},
+		{"aws://Europe", []string{"not an AWS region"}},
+		{"aws://eu-west-1?access_key=AKIA", []string{"together"}},
+		{"cloudflare://notazone?api_token=x", []string{"not a Cloudflare zone ID"}},
+		{"cloudflare://0123456789abcdef0123456789abcdef?api_key=x", []string{"email"}},
+		{"cloudflare://0123456789abcdef0123456789abcdef?api_token=x&endpoint=ftp://x", []string{"endpoint"}},
 		{"ldap:///dc=example,dc=com", []string{"no server"}},
 		{"ldap://dc1/dc=x?scope=tree", []string{`scope "tree"`}},
 		{"ldaps://dc1/dc=x?starttls=true", []string{"starttls is for ldap://"}},
@@ -740,5 +751,35 @@ func TestParseLDAPAndPKCS11Targets(t *testing.T) {
 				t.Error("String() shows a secret")
 			}
 		})
+	}
+}
+
+// B4.5, B4.8-B4.10: remote and cloud targets.
+func TestParseRemoteAndCloudTargets(t *testing.T) {
+	tests := []struct{ raw, string string }{
+		{"ssh://certscan@127.0.0.1:2222/etc/ssl,/opt/app?password=Passw0rd!&host_key=SHA256:abc",
+			"ssh://certscan@127.0.0.1:2222/etc/ssl,/opt/app?host_key=SHA256:abc&password=REDACTED"},
+		{"f5://10.0.0.2:443?user=admin&password=x&partition=Common", "f5://10.0.0.2:443?partition=Common&user=admin&password=REDACTED"},
+		{"aws://eu-west-1,us-east-1?access_key=AKIAEXAMPLE&secret_key=s3cret", "aws://eu-west-1,us-east-1?access_key=AKIAEXAMPLE&secret_key=REDACTED"},
+		{"aws://all", "aws://all"},
+		{"cloudflare://0123456789abcdef0123456789abcdef?email=a@example.com&api_key=k",
+			"cloudflare://0123456789abcdef0123456789abcdef?email=a@example.com&api_key=REDACTED"},
+	}
+	for _, tc := range tests {
+		tg, err := ParseTarget(tc.raw)
+		if err != nil {
+			t.Errorf("%s: %v", tc.raw, err)
+			continue
+		}
+		if got := tg.String(); got != tc.string {
+			t.Errorf("String() = %q, want %q", got, tc.string)
+		}
+		if again, err := ParseTarget(tg.String()); err != nil || again.User != tg.User || again.Host != tg.Host {
+			t.Errorf("%s does not read back: %v", tg, err)
+		}
+	}
+	tg, _ := ParseTarget("ssh://certscan@127.0.0.1:2222/etc/ssl,/opt/app?password=x&insecure_host_key=true")
+	if tg.User != "certscan" || strings.Join(tg.SSHPaths(), " ") != "/etc/ssl /opt/app" {
+		t.Errorf("user %q paths %v", tg.User, tg.SSHPaths())
 	}
 }
