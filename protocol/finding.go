@@ -37,6 +37,11 @@ type Finding struct {
 	// truncated PEM). A finding may carry both a certificate and an error,
 	// e.g. a keystore whose certificates were read but whose keys were not.
 	Error string `json:"error,omitempty"`
+	// Attributes describe the place beyond its identity: the virtual
+	// servers that serve an F5 certificate, an ACM certificate's status, a
+	// Cloudflare pack's hosts. They are not part of the location, so a
+	// change in them does not make a new location.
+	Attributes map[string]string `json:"attributes,omitempty"`
 	// Machine is the host a certificate store belongs to (B4.4).
 	Machine *MachineInfo `json:"machine,omitempty"`
 	SeenAt  time.Time    `json:"seen_at"`

@@ -20,29 +20,30 @@ type CertificateRecord struct {
 	Location string `json:"location"`
 	// Kind is certificate or key (a key object found on its own, e.g. in an
 	// HSM); empty on a line that only reports a problem.
-	Kind               string       `json:"kind,omitempty"`
-	Source             string       `json:"source"`
-	Format             string       `json:"format,omitempty"`
-	FingerprintSHA256  string       `json:"fingerprint_sha256,omitempty"`
-	Subject            string       `json:"subject,omitempty"`
-	CommonName         string       `json:"common_name,omitempty"`
-	SANs               []string     `json:"sans,omitempty"`
-	Issuer             string       `json:"issuer,omitempty"`
-	IssuerCommonName   string       `json:"issuer_common_name,omitempty"`
-	Serial             string       `json:"serial,omitempty"`
-	NotBefore          *time.Time   `json:"not_before,omitempty"`
-	NotAfter           *time.Time   `json:"not_after,omitempty"`
-	KeyAlgorithm       string       `json:"key_algorithm,omitempty"`
-	KeyBits            int          `json:"key_bits,omitempty"`
-	SignatureAlgorithm string       `json:"signature_algorithm,omitempty"`
-	IsCA               bool         `json:"is_ca,omitempty"`
-	Chain              []string     `json:"chain,omitempty"`
-	HasPrivateKey      bool         `json:"has_private_key"`
-	PrivateKey         *KeyInfo     `json:"private_key,omitempty"`
-	TLS                *TLSInfo     `json:"tls,omitempty"`
-	Machine            *MachineInfo `json:"machine,omitempty"`
-	Error              string       `json:"error,omitempty"`
-	SeenAt             time.Time    `json:"seen_at"`
+	Kind               string            `json:"kind,omitempty"`
+	Source             string            `json:"source"`
+	Format             string            `json:"format,omitempty"`
+	FingerprintSHA256  string            `json:"fingerprint_sha256,omitempty"`
+	Subject            string            `json:"subject,omitempty"`
+	CommonName         string            `json:"common_name,omitempty"`
+	SANs               []string          `json:"sans,omitempty"`
+	Issuer             string            `json:"issuer,omitempty"`
+	IssuerCommonName   string            `json:"issuer_common_name,omitempty"`
+	Serial             string            `json:"serial,omitempty"`
+	NotBefore          *time.Time        `json:"not_before,omitempty"`
+	NotAfter           *time.Time        `json:"not_after,omitempty"`
+	KeyAlgorithm       string            `json:"key_algorithm,omitempty"`
+	KeyBits            int               `json:"key_bits,omitempty"`
+	SignatureAlgorithm string            `json:"signature_algorithm,omitempty"`
+	IsCA               bool              `json:"is_ca,omitempty"`
+	Chain              []string          `json:"chain,omitempty"`
+	HasPrivateKey      bool              `json:"has_private_key"`
+	PrivateKey         *KeyInfo          `json:"private_key,omitempty"`
+	TLS                *TLSInfo          `json:"tls,omitempty"`
+	Machine            *MachineInfo      `json:"machine,omitempty"`
+	Attributes         map[string]string `json:"attributes,omitempty"`
+	Error              string            `json:"error,omitempty"`
+	SeenAt             time.Time         `json:"seen_at"`
 }
 
 // Record kinds.
@@ -68,6 +69,7 @@ func NewRecord(f Finding) CertificateRecord {
 		PrivateKey:    f.Key,
 		TLS:           f.TLS,
 		Machine:       f.Machine,
+		Attributes:    f.Attributes,
 		Error:         f.Error,
 		SeenAt:        f.SeenAt.UTC(),
 	}
