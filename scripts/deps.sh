@@ -13,6 +13,8 @@ declare -A package_of=(
 	[ldapadd]=ldap-utils
 	[softhsm2-util]=softhsm2
 	[pkcs11-tool]=opensc
+	[sshd]=openssh-server
+	[sudo]=sudo
 	[update-ca-certificates]=ca-certificates
 )
 

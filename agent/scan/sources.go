@@ -6,10 +6,14 @@ import (
 	"time"
 
 	"github.com/emsign/bot/connectors"
+	awsconn "github.com/emsign/bot/connectors/aws"
 	"github.com/emsign/bot/connectors/certstore"
+	"github.com/emsign/bot/connectors/cloudflare"
+	"github.com/emsign/bot/connectors/f5"
 	"github.com/emsign/bot/connectors/files"
 	ldapconn "github.com/emsign/bot/connectors/ldap"
 	"github.com/emsign/bot/connectors/pkcs11"
+	sshconn "github.com/emsign/bot/connectors/ssh"
 	tlsconn "github.com/emsign/bot/connectors/tls"
 	"github.com/emsign/bot/protocol"
 )
@@ -73,13 +77,37 @@ func NewRegistry(o SourceOptions) (Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pkcs11 connector: %w", err)
 	}
+	sshSource, err := sshconn.New(sshconn.Config{
+		Passwords: o.Passwords,
+		Logger:    o.Logger.With("connector", "ssh"),
+		Now:       o.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ssh connector: %w", err)
+	}
+	f5Source, err := f5.New(f5.Config{Logger: o.Logger.With("connector", "f5"), Now: o.Now})
+	if err != nil {
+		return nil, fmt.Errorf("f5 connector: %w", err)
+	}
+	awsSource, err := awsconn.New(awsconn.Config{Logger: o.Logger.With("connector", "aws"), Now: o.Now})
+	if err != nil {
+		return nil, fmt.Errorf("aws connector: %w", err)
+	}
+	cfSource, err := cloudflare.New(cloudflare.Config{Logger: o.Logger.With("connector", "cloudflare"), Now: o.Now})
+	if err != nil {
+		return nil, fmt.Errorf("cloudflare connector: %w", err)
+	}
 	return Registry{
-		protocol.SchemeLDAP:      ldapSource,
-		protocol.SchemeLDAPS:     ldapSource,
-		protocol.SchemePKCS11:    hsmSource,
-		protocol.SchemeTLS:       tlsSource,
-		protocol.SchemeFile:      fileSource,
-		protocol.SchemeJKS:       fileSource,
-		protocol.SchemeCertStore: storeSource,
+		protocol.SchemeSSH:        sshSource,
+		protocol.SchemeF5:         f5Source,
+		protocol.SchemeAWS:        awsSource,
+		protocol.SchemeCloudflare: cfSource,
+		protocol.SchemeLDAP:       ldapSource,
+		protocol.SchemeLDAPS:      ldapSource,
+		protocol.SchemePKCS11:     hsmSource,
+		protocol.SchemeTLS:        tlsSource,
+		protocol.SchemeFile:       fileSource,
+		protocol.SchemeJKS:        fileSource,
+		protocol.SchemeCertStore:  storeSource,
 	}, nil
 }
