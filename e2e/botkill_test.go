@@ -51,24 +51,7 @@ func TestBotKilledMidScan(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	stall, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stall.Close()
-	go func() {
-		var held []net.Conn
-		for {
-			c, err := stall.Accept()
-			if err != nil {
-				for _, c := range held {
-					c.Close()
-				}
-				return
-			}
-			held = append(held, c)
-		}
-	}()
+	stall := stallingListener(t)
 	targets := map[string]any{
 		"targets":  []string{"file://" + certDir, fmt.Sprintf("tls://127.0.0.1:%d", stall.Addr().(*net.TCPAddr).Port)},
 		"schedule": map[string]any{"kind": "on_demand"},

@@ -241,24 +241,7 @@ func TestLifecycle(t *testing.T) {
 	}
 	// A server that accepts and never answers holds the scan for the bot's
 	// 5 s handshake timeout, so the control plane dies in the middle of it.
-	stall, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stall.Close()
-	go func() {
-		var held []net.Conn
-		for {
-			c, err := stall.Accept()
-			if err != nil {
-				for _, c := range held {
-					c.Close()
-				}
-				return
-			}
-			held = append(held, c)
-		}
-	}()
+	stall := stallingListener(t)
 	const secret = "hunter2-e2e-secret"
 	targets := map[string]any{
 		"targets": []string{
@@ -365,6 +348,31 @@ func TestLifecycle(t *testing.T) {
 	if b, _ := json.Marshal(listed); bytes.Contains(b, []byte(secret)) {
 		t.Error("GET targets shows the password")
 	}
+}
+
+// stallingListener accepts connections and never answers, until the test
+// ends: a TLS target on it holds a scan for the bot's handshake timeout.
+func stallingListener(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		var held []net.Conn
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				for _, c := range held {
+					c.Close()
+				}
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	return ln
 }
 
 // waitScanFinished waits until the bot's scan has finished.
