@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/acm"
 
+	awsfake "github.com/emsign/bot/internal/fakes/aws"
 	"github.com/emsign/bot/protocol"
 )
 
@@ -61,9 +62,9 @@ func newSource(t *testing.T, attempts int) (*Source, *syncBuffer) {
 	return s, logs
 }
 
-func target(t *testing.T, f *fake, regions, access, secret string, extra ...string) protocol.Target {
+func target(t *testing.T, f *awsfake.Fake, regions, access, secret string, extra ...string) protocol.Target {
 	t.Helper()
-	q := url.Values{"access_key": {access}, "secret_key": {secret}, "endpoint": {f.srv.URL}}
+	q := url.Values{"access_key": {access}, "secret_key": {secret}, "endpoint": {f.URL()}}
 	for i := 0; i+1 < len(extra); i += 2 {
 		q.Set(extra[i], extra[i+1])
 	}
@@ -90,7 +91,7 @@ func discover(t *testing.T, s *Source, tg protocol.Target) (map[string]protocol.
 
 func checkNoSecret(t *testing.T, where, s string) {
 	t.Helper()
-	if strings.Contains(s, fakeSecret) || strings.Contains(s, url.QueryEscape(fakeSecret)) || strings.Contains(s, "SESSIONTOKEN") {
+	if strings.Contains(s, awsfake.Secret) || strings.Contains(s, url.QueryEscape(awsfake.Secret)) || strings.Contains(s, "SESSIONTOKEN") {
 		t.Errorf("%s reveals a secret: %s", where, s)
 	}
 }
@@ -107,9 +108,9 @@ const (
 func acmKey(region, arn string) string { return "aws://acm/" + region + "/" + arn }
 
 func TestDiscoverEveryKeyTypeAcrossPages(t *testing.T) {
-	f := newFake(t)
+	f := awsfake.Start(t, 2)
 	s, logs := newSource(t, 1)
-	got, err := discover(t, s, target(t, f, "eu-west-1,us-east-1", fakeAccessKey, fakeSecret, "session_token", "SESSIONTOKEN"))
+	got, err := discover(t, s, target(t, f, "eu-west-1,us-east-1", awsfake.AccessKey, awsfake.Secret, "session_token", "SESSIONTOKEN"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,13 +126,13 @@ func TestDiscoverEveryKeyTypeAcrossPages(t *testing.T) {
 		t.Errorf("got %d findings, want %d: %v", len(got), len(want), slices.Collect(mapKeys(got)))
 	}
 	// 5 certificates in eu-west-1, 2 a page: 3 pages; IAM 3 certs: 2 pages.
-	if n := f.count("ListCertificates eu-west-1"); n != 3 {
+	if n := f.Calls("ListCertificates eu-west-1"); n != 3 {
 		t.Errorf("ListCertificates eu-west-1 called %d times, want 3 (paging)", n)
 	}
-	if n := f.count("iam ListServerCertificates"); n != 2 {
+	if n := f.Calls("iam ListServerCertificates"); n != 2 {
 		t.Errorf("ListServerCertificates called %d times, want 2 (paging)", n)
 	}
-	if slices.Contains(f.gets, arnPending) {
+	if slices.Contains(f.Gets(), arnPending) {
 		t.Error("GetCertificate was called for a PENDING_VALIDATION certificate")
 	}
 
@@ -207,10 +208,10 @@ func mapKeys(m map[string]protocol.Finding) func(func(string) bool) {
 // TestFakeDefaultsToRSA2048 shows that the fake, like ACM, hides other key
 // types from a ListCertificates without Includes.keyTypes.
 func TestFakeDefaultsToRSA2048(t *testing.T) {
-	f := newFake(t)
+	f := awsfake.Start(t, 2)
 	cfg, err := config.LoadDefaultConfig(context.Background(), config.WithRegion("eu-west-1"),
-		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(fakeAccessKey, fakeSecret, "")),
-		config.WithBaseEndpoint(f.srv.URL), config.WithRetryMaxAttempts(1))
+		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(awsfake.AccessKey, awsfake.Secret, "")),
+		config.WithBaseEndpoint(f.URL()), config.WithRetryMaxAttempts(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,10 +235,10 @@ func TestFakeDefaultsToRSA2048(t *testing.T) {
 }
 
 func TestWrongKeys(t *testing.T) {
-	f := newFake(t)
+	f := awsfake.Start(t, 2)
 	for _, tc := range []struct{ name, access, secret, code string }{
-		{"unknown access key", "AKIAWRONGWRONGWRONG", fakeSecret, "UnrecognizedClientException"},
-		{"wrong secret", fakeAccessKey, "notTheSecret/" + fakeSecret[:10], "InvalidSignatureException"},
+		{"unknown access key", "AKIAWRONGWRONGWRONG", awsfake.Secret, "UnrecognizedClientException"},
+		{"wrong secret", awsfake.AccessKey, "notTheSecret/" + awsfake.Secret[:10], "InvalidSignatureException"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, logs := newSource(t, 1)
@@ -263,10 +264,10 @@ func TestWrongKeys(t *testing.T) {
 }
 
 func TestAccessDeniedInOneRegion(t *testing.T) {
-	f := newFake(t)
-	f.setFail("ListCertificates", failure{Status: 400, Code: "AccessDeniedException", Times: 1})
+	f := awsfake.Start(t, 2)
+	f.Fail("ListCertificates", awsfake.Failure{Status: 400, Code: "AccessDeniedException", Times: 1})
 	s, _ := newSource(t, 1)
-	got, err := discover(t, s, target(t, f, "eu-west-1,us-east-1", fakeAccessKey, fakeSecret))
+	got, err := discover(t, s, target(t, f, "eu-west-1,us-east-1", awsfake.AccessKey, awsfake.Secret))
 	if err == nil || !strings.HasPrefix(err.Error(), "aws: acm eu-west-1: ") || !strings.Contains(err.Error(), "AccessDeniedException") {
 		t.Fatalf("error %v", err)
 	}
@@ -280,10 +281,10 @@ func TestAccessDeniedInOneRegion(t *testing.T) {
 }
 
 func TestIAMDenied(t *testing.T) {
-	f := newFake(t)
-	f.setFail("iam ListServerCertificates", failure{Status: 403, Code: "AccessDenied"})
+	f := awsfake.Start(t, 2)
+	f.Fail("iam ListServerCertificates", awsfake.Failure{Status: 403, Code: "AccessDenied"})
 	s, _ := newSource(t, 1)
-	got, err := discover(t, s, target(t, f, "eu-west-1", fakeAccessKey, fakeSecret))
+	got, err := discover(t, s, target(t, f, "eu-west-1", awsfake.AccessKey, awsfake.Secret))
 	if err == nil || !strings.HasPrefix(err.Error(), "aws: iam: ") || !strings.Contains(err.Error(), "AccessDenied") {
 		t.Fatalf("error %v", err)
 	}
@@ -293,28 +294,28 @@ func TestIAMDenied(t *testing.T) {
 }
 
 func TestThrottlingIsRetried(t *testing.T) {
-	f := newFake(t)
-	f.setFail("ListCertificates", failure{Status: 400, Code: "ThrottlingException", Times: 1})
+	f := awsfake.Start(t, 2)
+	f.Fail("ListCertificates", awsfake.Failure{Status: 400, Code: "ThrottlingException", Times: 1})
 	s, _ := newSource(t, 3)
-	got, err := discover(t, s, target(t, f, "eu-west-1", fakeAccessKey, fakeSecret))
+	got, err := discover(t, s, target(t, f, "eu-west-1", awsfake.AccessKey, awsfake.Secret))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 8 {
 		t.Errorf("%d findings, want 8", len(got))
 	}
-	if n := f.count("ListCertificates"); n != 4 {
+	if n := f.Calls("ListCertificates"); n != 4 {
 		t.Errorf("ListCertificates called %d times, want 3 pages + 1 retry", n)
 	}
 }
 
 func TestPerCertificateFailures(t *testing.T) {
-	f := newFake(t)
-	f.setFail("GetCertificate", failure{Status: 500, ARN: arnEC256})
-	f.setFail("DescribeCertificate", failure{Status: 400, Code: "ResourceNotFoundException", ARN: arnEC384})
-	f.setFail("iam GetServerCertificate", failure{Status: 404, Code: "NoSuchEntity", ARN: "staging"})
+	f := awsfake.Start(t, 2)
+	f.Fail("GetCertificate", awsfake.Failure{Status: 500, ARN: arnEC256})
+	f.Fail("DescribeCertificate", awsfake.Failure{Status: 400, Code: "ResourceNotFoundException", ARN: arnEC384})
+	f.Fail("iam GetServerCertificate", awsfake.Failure{Status: 404, Code: "NoSuchEntity", ARN: "staging"})
 	s, _ := newSource(t, 1)
-	got, err := discover(t, s, target(t, f, "eu-west-1", fakeAccessKey, fakeSecret))
+	got, err := discover(t, s, target(t, f, "eu-west-1", awsfake.AccessKey, awsfake.Secret))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,10 +339,10 @@ func TestPerCertificateFailures(t *testing.T) {
 }
 
 func TestAllRegionsSkipsDisabledOptIn(t *testing.T) {
-	f := newFake(t)
-	f.optInDisabled = slices.Clone(optInRegions)
+	f := awsfake.Start(t, 2)
+	f.DisableRegions(optInRegions...)
 	s, logs := newSource(t, 1)
-	got, err := discover(t, s, target(t, f, "all", fakeAccessKey, fakeSecret))
+	got, err := discover(t, s, target(t, f, "all", awsfake.AccessKey, awsfake.Secret))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,7 +350,7 @@ func TestAllRegionsSkipsDisabledOptIn(t *testing.T) {
 		t.Errorf("%d findings, want 9", len(got))
 	}
 	for _, r := range append(slices.Clone(defaultRegions), optInRegions...) {
-		if f.count("ListCertificates "+r) == 0 {
+		if f.Calls("ListCertificates "+r) == 0 {
 			t.Errorf("region %s not tried", r)
 		}
 	}
@@ -359,11 +360,11 @@ func TestAllRegionsSkipsDisabledOptIn(t *testing.T) {
 }
 
 func TestEmitErrorStops(t *testing.T) {
-	f := newFake(t)
+	f := awsfake.Start(t, 2)
 	s, _ := newSource(t, 1)
 	stop := errors.New("stop")
 	n := 0
-	err := s.Discover(context.Background(), target(t, f, "eu-west-1", fakeAccessKey, fakeSecret), func(protocol.Finding) error {
+	err := s.Discover(context.Background(), target(t, f, "eu-west-1", awsfake.AccessKey, awsfake.Secret), func(protocol.Finding) error {
 		n++
 		return stop
 	})
@@ -373,11 +374,11 @@ func TestEmitErrorStops(t *testing.T) {
 }
 
 func TestCancelled(t *testing.T) {
-	f := newFake(t)
+	f := awsfake.Start(t, 2)
 	s, _ := newSource(t, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	err := s.Discover(ctx, target(t, f, "eu-west-1", fakeAccessKey, fakeSecret), func(protocol.Finding) error { return nil })
+	err := s.Discover(ctx, target(t, f, "eu-west-1", awsfake.AccessKey, awsfake.Secret), func(protocol.Finding) error { return nil })
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("err %v", err)
 	}
@@ -411,8 +412,8 @@ func TestPEMChain(t *testing.T) {
 
 // TestFakeRefusesUnsigned checks the fake itself: no SigV4, no answer.
 func TestFakeRefusesUnsigned(t *testing.T) {
-	f := newFake(t)
-	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/", strings.NewReader("{}"))
+	f := awsfake.Start(t, 2)
+	req, _ := http.NewRequest(http.MethodPost, f.URL()+"/", strings.NewReader("{}"))
 	req.Header.Set("X-Amz-Target", "CertificateManager.ListCertificates")
 	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
 	resp, err := http.DefaultClient.Do(req)

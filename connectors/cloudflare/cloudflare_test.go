@@ -3,29 +3,37 @@ package cloudflare
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	fake "github.com/emsign/bot/internal/fakes/cloudflare"
 	"github.com/emsign/bot/protocol"
 )
 
 const (
-	zoneID      = "023e105f4ecef8ad9ca31a8372d0c353"
+	zoneID      = fake.ZoneID
 	secretToken = "tok-SECRET-7f3a9c"
 	secretKey   = "key-SECRET-1b2c3d"
 )
 
 type env struct {
-	api   *fakeAPI
-	url   string
+	api   *fake.Fake
 	edge  *edge
 	log   *bytes.Buffer
 	dials []string
@@ -34,11 +42,8 @@ type env struct {
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	o0 := selfSigned(t, "example.com", time.Date(2039, 1, 1, 0, 0, 0, 0, time.UTC))
-	o1 := selfSigned(t, "origin.example.com", time.Date(2039, 1, 1, 0, 0, 0, 0, time.UTC))
 	e := &env{log: &bytes.Buffer{}}
-	e.api = newFakeAPI(t, []string{certPEM(o0), certPEM(o1)})
-	e.url = e.api.start().URL + "/client/v4"
+	e.api = fake.StartWith(t, fake.Options{DocumentedHosts: true})
 	e.edge = startEdge(t, map[string]*tls.Certificate{
 		"www.example.com": selfSigned(t, "www.example.com", time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)),
 		"example.com":     selfSigned(t, "example.com", time.Date(2028, 3, 1, 0, 0, 0, 0, time.UTC)),
@@ -76,7 +81,7 @@ func (e *env) source(t *testing.T, mod func(*Config)) *Source {
 
 func (e *env) target(t *testing.T, auth string) protocol.Target {
 	t.Helper()
-	raw := "cloudflare://" + zoneID + "?endpoint=" + url.QueryEscape(e.url) + "&" + auth
+	raw := "cloudflare://" + zoneID + "?endpoint=" + url.QueryEscape(e.api.URL()) + "&" + auth
 	tg, err := protocol.ParseTarget(raw)
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +162,7 @@ func checkFull(t *testing.T, e *env, byLoc map[string]protocol.Finding, all []pr
 		t.Errorf("origin without PEM: %+v", o2)
 	}
 	// Pages followed (3 custom, 2 packs and 3 origin at 2 a page).
-	reqs := strings.Join(e.api.requests, "\n")
+	reqs := strings.Join(e.api.Requests(), "\n")
 	for _, want := range []string{
 		"/client/v4/zones/" + zoneID + "/custom_certificates?page=2&per_page=2",
 		"/client/v4/certificates?page=2&per_page=2&zone_id=" + zoneID,
@@ -188,7 +193,7 @@ func checkFull(t *testing.T, e *env, byLoc map[string]protocol.Finding, all []pr
 
 func TestTokenAuth(t *testing.T) {
 	e := setup(t)
-	e.api.token = secretToken
+	e.api.SetToken(secretToken)
 	byLoc, all, err := run(t, e.source(t, nil), e.target(t, "api_token="+secretToken))
 	if err != nil {
 		t.Fatal(err)
@@ -199,7 +204,7 @@ func TestTokenAuth(t *testing.T) {
 
 func TestKeyEmailAuth(t *testing.T) {
 	e := setup(t)
-	e.api.email, e.api.key = "ops@example.com", secretKey
+	e.api.SetKey("ops@example.com", secretKey)
 	byLoc, all, err := run(t, e.source(t, nil), e.target(t, "email=ops%40example.com&api_key="+secretKey))
 	if err != nil {
 		t.Fatal(err)
@@ -215,14 +220,14 @@ func TestAuthErrors(t *testing.T) {
 		want       []string
 	}{
 		{name: "wrong token", wrong: true, want: []string{"HTTP 401", "Authentication error (code 10000)", "list custom certificates"}},
-		{name: "403 on origin", fail: "403", want: []string{"HTTP 403", "Unauthorized to access requested resource (code 9109)", "list origin CA certificates"}},
+		{name: "403 on origin", fail: fake.Fail403, want: []string{"HTTP 403", "Unauthorized to access requested resource (code 9109)", "list origin CA certificates"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := setup(t)
-			e.api.token = "other"
+			e.api.SetToken("other")
 			if !tc.wrong {
-				e.api.token = secretToken
-				e.api.fail["origin"] = tc.fail
+				e.api.SetToken(secretToken)
+				e.api.Fail(fake.ListOrigin, tc.fail)
 			}
 			_, _, err := run(t, e.source(t, nil), e.target(t, "api_token="+secretToken))
 			var ae *AuthError
@@ -243,15 +248,15 @@ func TestRetryAndListErrors(t *testing.T) {
 	for _, tc := range []struct {
 		list, mode, want string
 	}{
-		{"custom", "429once", ""},
-		{"packs", "429always", "list certificate packs: HTTP 429 Too Many Requests: Please wait and consider throttling your request speed (code 971)"},
-		{"custom", "500", "list custom certificates: HTTP 500 Internal Server Error (the body is not a Cloudflare API error)"},
-		{"origin", "garbage", "list origin CA certificates: malformed response (HTTP 200"},
+		{fake.ListCustom, fake.Fail429Once, ""},
+		{fake.ListPacks, fake.Fail429Always, "list certificate packs: HTTP 429 Too Many Requests: Please wait and consider throttling your request speed (code 971)"},
+		{fake.ListCustom, fake.Fail500, "list custom certificates: HTTP 500 Internal Server Error (the body is not a Cloudflare API error)"},
+		{fake.ListOrigin, fake.FailGarbage, "list origin CA certificates: malformed response (HTTP 200"},
 	} {
 		t.Run(tc.list+"-"+tc.mode, func(t *testing.T) {
 			e := setup(t)
-			e.api.token = secretToken
-			e.api.fail[tc.list] = tc.mode
+			e.api.SetToken(secretToken)
+			e.api.Fail(tc.list, tc.mode)
 			start := time.Now()
 			_, all, err := run(t, e.source(t, func(c *Config) { c.MaxRetries = 2 }), e.target(t, "api_token="+secretToken))
 			if err != nil {
@@ -270,8 +275,8 @@ func TestRetryAndListErrors(t *testing.T) {
 				if zoneErr != nil || len(all) != 8 {
 					t.Fatalf("after one 429: %d findings, zone error %+v", len(all), zoneErr)
 				}
-				if e.api.calls[tc.list] < 2 {
-					t.Errorf("no retry: %d calls", e.api.calls[tc.list])
+				if n := e.api.Calls(tc.list); n < 2 {
+					t.Errorf("no retry: %d calls", n)
 				}
 				return
 			}
@@ -281,8 +286,8 @@ func TestRetryAndListErrors(t *testing.T) {
 			if len(all) < 4 {
 				t.Errorf("the other lists were not read: %d findings", len(all))
 			}
-			if tc.mode == "429always" && e.api.calls["packs"] != 3 {
-				t.Errorf("429: %d calls, want 1 + 2 retries", e.api.calls["packs"])
+			if n := e.api.Calls(fake.ListPacks); tc.mode == fake.Fail429Always && n != 3 {
+				t.Errorf("429: %d calls, want 1 + 2 retries", n)
 			}
 			e.noSecrets(t, fmt.Sprint(all))
 		})
@@ -294,4 +299,46 @@ func TestWrongScheme(t *testing.T) {
 	if err := s.Discover(context.Background(), protocol.Target{Scheme: "tls"}, nil); err == nil {
 		t.Fatal("want an error")
 	}
+}
+
+// served certificates: a 127.0.0.1 TLS listener answering by SNI.
+type edge struct {
+	addr  string
+	certs map[string]*tls.Certificate
+}
+
+func selfSigned(t *testing.T, cn string, notAfter time.Time) *tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: cn},
+		DNSNames:     []string{cn},
+		NotBefore:    time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC),
+		NotAfter:     notAfter,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+func startEdge(t *testing.T, certs map[string]*tls.Certificate) *edge {
+	t.Helper()
+	e := &edge{certs: certs}
+	srv := httptest.NewUnstartedServer(http.NotFoundHandler())
+	srv.TLS = &tls.Config{GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		if c, ok := certs[h.ServerName]; ok {
+			return c, nil
+		}
+		return nil, fmt.Errorf("no certificate for %q", h.ServerName)
+	}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	e.addr = srv.Listener.Addr().String()
+	return e
 }

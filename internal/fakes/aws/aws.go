@@ -63,11 +63,6 @@ const (
 	Secret    = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 )
 
-const (
-	fakeAccessKey = AccessKey
-	fakeSecret    = Secret
-)
-
 // testdata names a file of connectors/aws/testdata.
 func testdata(name string) string {
 	_, file, _, _ := runtime.Caller(0)
@@ -97,9 +92,10 @@ type iamEntry struct {
 	body, chain                                                                   string
 }
 
-// failure makes the fake answer an operation with an error, Times times
-// (0: always).
-type failure struct {
+// Failure makes the fake answer an operation with an error, Times times
+// (0: always). A Status of 500 or more answers ACM with an InternalFailure
+// body whatever Code says.
+type Failure struct {
 	Status int
 	Code   string
 	Times  int
@@ -118,14 +114,14 @@ type fake struct {
 	optInDisabled []string
 
 	mu    sync.Mutex
-	fail  map[string]*failure // by operation name
+	fail  map[string]*Failure // by operation name
 	calls map[string]int      // "ListCertificates eu-west-1", "GetCertificate", ...
 	gets  []string            // ARNs GetCertificate was asked for
 }
 
 func newFake(t testing.TB) *fake {
 	t.Helper()
-	f := &fake{t: t, pageSize: 2, fail: map[string]*failure{}, calls: map[string]int{}}
+	f := &fake{t: t, pageSize: 2, fail: map[string]*Failure{}, calls: map[string]int{}}
 	var list []*acmEntry
 	readJSON(t, testdata("acm_certificates.json"), &list)
 	ca, caKey := makeCA(t)
@@ -148,7 +144,7 @@ func newFake(t testing.TB) *fake {
 	return f
 }
 
-func (f *fake) setFail(op string, fl failure) {
+func (f *fake) setFail(op string, fl Failure) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.fail[op] = &fl
@@ -161,7 +157,7 @@ func (f *fake) count(key string) int {
 }
 
 // failing consumes one injected failure of op for arn, if any.
-func (f *fake) failing(op, arn string) *failure {
+func (f *fake) failing(op, arn string) *Failure {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	fl := f.fail[op]
@@ -205,7 +201,10 @@ func (f *fake) serve(w http.ResponseWriter, r *http.Request) {
 			fail(http.StatusBadRequest, "SerializationException", "want acm JSON 1.1, got service "+service)
 			return
 		}
-		if slices.Contains(f.optInDisabled, region) {
+		f.mu.Lock()
+		disabled := slices.Contains(f.optInDisabled, region)
+		f.mu.Unlock()
+		if disabled {
 			f.mu.Lock()
 			f.calls[strings.TrimPrefix(r.Header.Get("X-Amz-Target"), "CertificateManager.")+" "+region]++
 			f.mu.Unlock()
@@ -242,7 +241,7 @@ func checkSigV4(r *http.Request, body []byte) (region, service, code string) {
 		return "", "", "IncompleteSignatureException"
 	}
 	region, service = scope[2], scope[3]
-	if scope[0] != fakeAccessKey {
+	if scope[0] != AccessKey {
 		if service == "iam" {
 			return region, service, "InvalidClientTokenId"
 		}
@@ -259,7 +258,7 @@ func checkSigV4(r *http.Request, body []byte) (region, service, code string) {
 		}
 	}
 	sum := sha256.Sum256(body)
-	creds := awssdk.Credentials{AccessKeyID: fakeAccessKey, SecretAccessKey: fakeSecret,
+	creds := awssdk.Credentials{AccessKeyID: AccessKey, SecretAccessKey: Secret,
 		SessionToken: r.Header.Get("X-Amz-Security-Token")}
 	if err := v4.NewSigner().SignHTTP(context.Background(), creds, again, hex.EncodeToString(sum[:]), service, region, when); err != nil {
 		return region, service, "IncompleteSignatureException"
@@ -587,3 +586,26 @@ func (x *Fake) Certs() []Cert {
 // Calls counts the requests of one kind ("ListCertificates eu-west-1",
 // "GetCertificate", "iam ListServerCertificates", ...).
 func (x *Fake) Calls(key string) int { return x.f.count(key) }
+
+// Fail makes the fake answer op with fl until fl.Times is used up. op is an
+// ACM operation ("ListCertificates", "DescribeCertificate",
+// "GetCertificate") or "iam " and an IAM action ("iam ListServerCertificates",
+// "iam GetServerCertificate"); fl.ARN, if set, limits the failure to one
+// certificate (an ACM ARN, or an IAM ServerCertificateName).
+func (x *Fake) Fail(op string, fl Failure) { x.f.setFail(op, fl) }
+
+// Gets lists the ARNs GetCertificate was asked for, in order.
+func (x *Fake) Gets() []string {
+	x.f.mu.Lock()
+	defer x.f.mu.Unlock()
+	return slices.Clone(x.f.gets)
+}
+
+// DisableRegions makes ACM in these regions refuse every request with
+// UnrecognizedClientException, as AWS does for an opt-in region the
+// account has not enabled.
+func (x *Fake) DisableRegions(regions ...string) {
+	x.f.mu.Lock()
+	defer x.f.mu.Unlock()
+	x.f.optInDisabled = append(x.f.optInDisabled, regions...)
+}

@@ -40,7 +40,7 @@ type fakeAPI struct {
 	lists    map[string][]json.RawMessage
 }
 
-func newFakeAPI(t testing.TB, originPEMs []string) *fakeAPI {
+func newFakeAPI(t testing.TB, originPEMs []string, documentedHosts bool) *fakeAPI {
 	f := &fakeAPI{t: t, fail: map[string]string{}, calls: map[string]int{}, lists: map[string][]json.RawMessage{}}
 	for name, file := range map[string]string{"custom": "custom_certificates.json", "packs": "certificate_packs.json", "origin": "origin_ca_certificates.json"} {
 		b, err := os.ReadFile(testdata(file))
@@ -48,7 +48,7 @@ func newFakeAPI(t testing.TB, originPEMs []string) *fakeAPI {
 			t.Fatal(err)
 		}
 		s := string(b)
-		if file != "origin_ca_certificates.json" {
+		if file != "origin_ca_certificates.json" && !documentedHosts {
 			s = strings.ReplaceAll(s, "example.com", "example.invalid")
 		}
 		for i, p := range originPEMs {
@@ -86,6 +86,9 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 405, map[string]any{"success": false, "errors": []any{map[string]any{"code": 10405, "message": "method not allowed"}}})
 		return
 	}
+	f.mu.Lock()
+	token, email, key := f.token, f.email, f.key
+	f.mu.Unlock()
 	authErr := func() {
 		b, _ := os.ReadFile(testdata("error_auth.json"))
 		w.Header().Set("Content-Type", "application/json")
@@ -93,13 +96,13 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write(b)
 	}
 	switch {
-	case f.token != "":
-		if r.Header.Get("Authorization") != "Bearer "+f.token || r.Header.Get("X-Auth-Key") != "" {
+	case token != "":
+		if r.Header.Get("Authorization") != "Bearer "+token || r.Header.Get("X-Auth-Key") != "" {
 			authErr()
 			return
 		}
 	default:
-		if r.Header.Get("X-Auth-Email") != f.email || r.Header.Get("X-Auth-Key") != f.key || r.Header.Get("Authorization") != "" {
+		if r.Header.Get("X-Auth-Email") != email || r.Header.Get("X-Auth-Key") != key || r.Header.Get("Authorization") != "" {
 			authErr()
 			return
 		}
@@ -129,8 +132,9 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.calls[name]++
 	n := f.calls[name]
+	mode := f.fail[name]
 	f.mu.Unlock()
-	switch f.fail[name] {
+	switch mode {
 	case "401":
 		authErr()
 		return
@@ -191,12 +195,29 @@ type Fake struct {
 	Origin []*x509.Certificate
 }
 
+// Options say what a fake started by StartWith serves and accepts.
+type Options struct {
+	// Token is the API token accepted; when it is "", only the pair
+	// Email and Key (X-Auth-Email, X-Auth-Key) is.
+	Token, Email, Key string
+	// DocumentedHosts serves the custom certificates and certificate
+	// packs with their hosts as documented (example.com, www.example.com,
+	// ...) instead of renamed to end in .invalid.
+	DocumentedHosts bool
+}
+
 // Start serves the zone's custom certificates and certificate packs (their
 // hosts renamed to end in .invalid, so that a handshake to HOST:443 fails
 // without leaving the machine), and
 // Origin CA certificates (two, made here, returned as PEM by the API),
 // accepting only the API token given, until the test ends.
 func Start(t testing.TB, token string) *Fake {
+	t.Helper()
+	return StartWith(t, Options{Token: token})
+}
+
+// StartWith is Start with the credentials and hosts of o.
+func StartWith(t testing.TB, o Options) *Fake {
 	t.Helper()
 	x := &Fake{}
 	var pems []string
@@ -205,10 +226,56 @@ func Start(t testing.TB, token string) *Fake {
 		x.Origin = append(x.Origin, c)
 		pems = append(pems, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})))
 	}
-	x.api = newFakeAPI(t, pems)
-	x.api.token = token
+	x.api = newFakeAPI(t, pems, o.DocumentedHosts)
+	x.api.token, x.api.email, x.api.key = o.Token, o.Email, o.Key
 	x.url = x.api.start().URL + "/client/v4"
 	return x
+}
+
+// SetToken makes the fake accept only the API token tok.
+func (x *Fake) SetToken(tok string) {
+	x.api.mu.Lock()
+	defer x.api.mu.Unlock()
+	x.api.token, x.api.email, x.api.key = tok, "", ""
+}
+
+// SetKey makes the fake accept only the global API key with its email.
+func (x *Fake) SetKey(email, key string) {
+	x.api.mu.Lock()
+	defer x.api.mu.Unlock()
+	x.api.token, x.api.email, x.api.key = "", email, key
+}
+
+// The lists a fake serves, for Fail and Calls.
+const (
+	ListCustom = "custom" // zones/ZONE/custom_certificates
+	ListPacks  = "packs"  // zones/ZONE/ssl/certificate_packs
+	ListOrigin = "origin" // certificates?zone_id=ZONE
+)
+
+// Failure modes for Fail.
+const (
+	Fail401       = "401"       // the documented authentication error
+	Fail403       = "403"       // Unauthorized to access requested resource
+	Fail429Once   = "429once"   // 429 with Retry-After: 0 once, then answers
+	Fail429Always = "429always" // 429 with Retry-After: 3600, every time
+	Fail500       = "500"       // 500 with an HTML body
+	FailGarbage   = "garbage"   // 200 with truncated JSON
+)
+
+// Fail makes every request for list answer in mode (one of the Fail*
+// constants; "" answers normally again).
+func (x *Fake) Fail(list, mode string) {
+	x.api.mu.Lock()
+	defer x.api.mu.Unlock()
+	x.api.fail[list] = mode
+}
+
+// Calls counts the requests for list that passed authentication.
+func (x *Fake) Calls(list string) int {
+	x.api.mu.Lock()
+	defer x.api.mu.Unlock()
+	return x.api.calls[list]
 }
 
 // URL is the endpoint= of a cloudflare:// target.
