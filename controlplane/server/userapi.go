@@ -445,6 +445,9 @@ type LocationView struct {
 	LastSeen  time.Time  `json:"last_seen"`
 	Present   bool       `json:"present"`
 	GoneAt    *time.Time `json:"gone_at,omitempty"`
+	// Attributes describe the place beyond its identity (F5 virtual
+	// servers, ACM status, Cloudflare hosts...), as the latest scan saw it.
+	Attributes map[string]string `json:"attributes,omitempty"`
 }
 
 func viewCertificate(c store.Certificate) CertificateView {
@@ -458,7 +461,7 @@ func viewCertificate(c store.Certificate) CertificateView {
 	}
 	for _, l := range c.Locations {
 		v.Locations = append(v.Locations, LocationView{URI: l.URI, Bot: l.BotID, Source: l.Source, Format: l.Format,
-			FirstSeen: l.FirstSeen, LastSeen: l.LastSeen, Present: l.Present, GoneAt: l.GoneAt})
+			FirstSeen: l.FirstSeen, LastSeen: l.LastSeen, Present: l.Present, GoneAt: l.GoneAt, Attributes: l.Attributes})
 	}
 	return v
 }

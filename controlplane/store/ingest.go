@@ -57,9 +57,28 @@ type observed struct {
 	seen        time.Time
 }
 
+// failed is a scan error and the attributes its finding carried.
+type failed struct {
+	ScanError
+	attrs map[string]string
+}
+
+// attributesJSON encodes a finding's attributes for the locations table:
+// '{}' when there are none (no encoding cost for the common case).
+func attributesJSON(attrs map[string]string) (string, error) {
+	if len(attrs) == 0 {
+		return "{}", nil
+	}
+	b, err := json.Marshal(attrs)
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
 func (s *SQL) ingest(ctx context.Context, tx *sql.Tx, account, botID, scanID string, findings []protocol.Finding, now time.Time) error {
 	var certs []observed
-	var errs []ScanError
+	var errs []failed
 	fresh := map[string]int{} // fingerprint → index in certs of its first finding
 	for _, f := range findings {
 		seen := f.SeenAt.UTC()
@@ -68,11 +87,11 @@ func (s *SQL) ingest(ctx context.Context, tx *sql.Tx, account, botID, scanID str
 		}
 		o := observed{f: f, uri: f.Location.String(), seen: seen}
 		if f.Error != "" {
-			errs = append(errs, ScanError{URI: o.uri, Source: f.Source, Error: f.Error, SeenAt: seen})
+			errs = append(errs, failed{ScanError{URI: o.uri, Source: f.Source, Error: f.Error, SeenAt: seen}, f.Attributes})
 		}
 		if len(f.Chain) == 0 || len(f.Chain[0]) == 0 {
 			if f.Error == "" {
-				errs = append(errs, ScanError{URI: o.uri, Source: f.Source, Error: "finding without certificate or error", SeenAt: seen})
+				errs = append(errs, failed{ScanError{URI: o.uri, Source: f.Source, Error: "finding without certificate or error", SeenAt: seen}, f.Attributes})
 			}
 			continue
 		}
@@ -127,12 +146,12 @@ func (s *SQL) ingest(ctx context.Context, tx *sql.Tx, account, botID, scanID str
 	}
 
 	upLoc, err := tx.PrepareContext(ctx, `INSERT INTO locations (account_id, bot_id, uri, fingerprint, source, format,
-		first_seen, last_seen, present, gone_at, last_scan_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, NULL, ?)
+		first_seen, last_seen, present, gone_at, last_scan_id, attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, NULL, ?, ?)
 		ON CONFLICT (account_id, bot_id, uri) DO UPDATE SET
 			first_seen = CASE WHEN locations.fingerprint = excluded.fingerprint THEN locations.first_seen ELSE excluded.first_seen END,
 			fingerprint = excluded.fingerprint, source = excluded.source, format = excluded.format,
 			last_seen = CASE WHEN locations.last_seen > excluded.last_seen THEN locations.last_seen ELSE excluded.last_seen END,
-			present = 1, gone_at = NULL, last_scan_id = excluded.last_scan_id`)
+			present = 1, gone_at = NULL, last_scan_id = excluded.last_scan_id, attributes = excluded.attributes`)
 	if err != nil {
 		return err
 	}
@@ -141,12 +160,16 @@ func (s *SQL) ingest(ctx context.Context, tx *sql.Tx, account, botID, scanID str
 	for _, o := range certs {
 		if why, ok := bad[o.fingerprint]; ok {
 			if o.f.Error == "" { // else already recorded
-				errs = append(errs, ScanError{URI: o.uri, Source: o.f.Source, Error: why, SeenAt: o.seen})
+				errs = append(errs, failed{ScanError{URI: o.uri, Source: o.f.Source, Error: why, SeenAt: o.seen}, o.f.Attributes})
 			}
 			continue
 		}
+		attrs, err := attributesJSON(o.f.Attributes)
+		if err != nil {
+			return fmt.Errorf("location %s attributes: %w", o.uri, err)
+		}
 		if _, err := upLoc.ExecContext(ctx, account, botID, o.uri, o.fingerprint, o.f.Source, o.f.Format,
-			us(o.seen), us(o.seen), scanID); err != nil {
+			us(o.seen), us(o.seen), scanID, attrs); err != nil {
 			return fmt.Errorf("location %s: %w", o.uri, err)
 		}
 		nCerts++
@@ -159,8 +182,12 @@ func (s *SQL) ingest(ctx context.Context, tx *sql.Tx, account, botID, scanID str
 		}
 		defer insErr.Close()
 		// A location that failed this time is not known to be gone: the
-		// scan's completion must not close it.
-		keep, err := tx.PrepareContext(ctx, `UPDATE locations SET last_scan_id = ? WHERE account_id = ? AND bot_id = ? AND uri = ?`)
+		// scan's completion must not close it. An error never makes a
+		// location; attributes that came with it update a location that
+		// already exists (an error without attributes leaves them as they
+		// were: the bot could not see them, they are not known to be gone).
+		keep, err := tx.PrepareContext(ctx, `UPDATE locations SET last_scan_id = ?, attributes = COALESCE(?, attributes)
+			WHERE account_id = ? AND bot_id = ? AND uri = ?`)
 		if err != nil {
 			return err
 		}
@@ -169,7 +196,15 @@ func (s *SQL) ingest(ctx context.Context, tx *sql.Tx, account, botID, scanID str
 			if _, err := insErr.ExecContext(ctx, scanID, e.URI, e.Source, e.Error, us(e.SeenAt)); err != nil {
 				return fmt.Errorf("scan error: %w", err)
 			}
-			if _, err := keep.ExecContext(ctx, scanID, account, botID, e.URI); err != nil {
+			var attrs any // NULL: keep the location's attributes
+			if len(e.attrs) > 0 {
+				a, err := attributesJSON(e.attrs)
+				if err != nil {
+					return fmt.Errorf("scan error %s attributes: %w", e.URI, err)
+				}
+				attrs = a
+			}
+			if _, err := keep.ExecContext(ctx, scanID, attrs, account, botID, e.URI); err != nil {
 				return fmt.Errorf("scan error: %w", err)
 			}
 		}
@@ -357,8 +392,8 @@ func (s *SQL) attachLocations(ctx context.Context, account string, certs []Certi
 		for _, c := range chunk {
 			args = append(args, c.Fingerprint)
 		}
-		rows, err := s.db.QueryContext(ctx, `SELECT fingerprint, uri, bot_id, source, format, first_seen, last_seen, present, gone_at
-			FROM locations WHERE account_id = ? AND fingerprint IN (`+placeholders(len(chunk))+`) ORDER BY uri, bot_id`, args...)
+		rows, err := s.db.QueryContext(ctx, `SELECT fingerprint, uri, bot_id, source, format, first_seen, last_seen, present, gone_at,
+			attributes FROM locations WHERE account_id = ? AND fingerprint IN (`+placeholders(len(chunk))+`) ORDER BY uri, bot_id`, args...)
 		if err != nil {
 			return fmt.Errorf("certificate locations: %w", err)
 		}
@@ -368,9 +403,16 @@ func (s *SQL) attachLocations(ctx context.Context, account string, certs []Certi
 			var first, last int64
 			var present int
 			var gone sql.NullInt64
-			if err := rows.Scan(&fp, &l.URI, &l.BotID, &l.Source, &l.Format, &first, &last, &present, &gone); err != nil {
+			var attrs sql.NullString
+			if err := rows.Scan(&fp, &l.URI, &l.BotID, &l.Source, &l.Format, &first, &last, &present, &gone, &attrs); err != nil {
 				rows.Close()
 				return fmt.Errorf("certificate locations: %w", err)
+			}
+			if attrs.Valid && attrs.String != "" && attrs.String != "{}" {
+				if err := json.Unmarshal([]byte(attrs.String), &l.Attributes); err != nil {
+					rows.Close()
+					return fmt.Errorf("certificate location %s attributes: %w", l.URI, err)
+				}
 			}
 			l.FirstSeen, l.LastSeen, l.Present, l.GoneAt = fromUS(first), fromUS(last), present == 1, fromNullUS(gone)
 			c := &certs[idx[fp]]

@@ -246,6 +246,9 @@ type Location struct {
 	LastSeen  time.Time
 	Present   bool
 	GoneAt    *time.Time
+	// Attributes describe the place beyond its identity (the latest
+	// scan's protocol.Finding Attributes); nil when there are none.
+	Attributes map[string]string
 }
 
 // CertificateFilter narrows a certificate search; zero fields do not
