@@ -66,6 +66,9 @@ type client struct {
 	retries  int
 	maxWait  time.Duration
 	backoff  time.Duration
+	// noBash is set once util/bash was refused: the scan reads the
+	// certificates from the ssl-cert objects only.
+	noBash bool
 }
 
 // login gets a token (POST /mgmt/shared/authn/login). A device without the

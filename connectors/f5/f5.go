@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -204,8 +205,9 @@ type certItem struct {
 	Issuer         string `json:"issuer"`
 	ExpirationDate int64  `json:"expirationDate"`
 	Fingerprint    string `json:"fingerprint"`
-	// CertificateText is the PEM some versions return on the object
-	// itself (GET .../ssl-cert/~P~NAME); see README.
+	// CertificateText is not in F5's documentation of the object; the
+	// connector reads it only as a fallback when a device returns it (see
+	// README "PEM").
 	CertificateText string `json:"certificateText"`
 }
 
@@ -246,30 +248,125 @@ func (s *Source) finding(ctx context.Context, c *client, t protocol.Target, ci c
 	}
 	f.Attributes = attrs
 
-	text := ci.CertificateText
-	if text == "" {
-		var detail certItem
-		if err := c.get(ctx, "/mgmt/tm/sys/file/ssl-cert/"+tmName(full), &detail); err != nil {
-			var ae *authError
-			if errors.As(err, &ae) {
-				f.Error = "f5: " + ae.Error()
-			} else {
-				f.Error = err.Error()
-			}
-			return f
-		}
-		text = detail.CertificateText
-	}
-	if text == "" {
-		f.Error = "the device returned no PEM for this certificate (subject " + strconv.Quote(ci.Subject) + ")"
-		return f
-	}
-	chain, err := parsePEM([]byte(text))
+	chain, err := s.readPEM(ctx, c, ci)
 	if err != nil {
-		f.Error = err.Error()
+		var ae *authError
+		if errors.As(err, &ae) {
+			f.Error = "f5: " + ae.Error()
+		} else {
+			f.Error = err.Error()
+		}
 	}
 	f.Chain = chain
 	return f
+}
+
+// bashPath runs a shell command (documented at
+// https://clouddocs.f5.com/api/icontrol-rest/APIRef_tm_util_bash.html); it
+// needs the Administrator role.
+const bashPath = "/mgmt/tm/util/bash"
+
+// filestoreDir is where BIG-IP keeps the files of sys file ssl-cert
+// objects: /config/filestore/files_d/PARTITION_d/certificate_d/:PARTITION:NAME_ID_REV.
+const filestoreDir = "/config/filestore/files_d/"
+
+// safeSegment is what a partition, folder or object name may hold for the
+// connector to put it in a shell command.
+var safeSegment = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+
+// bashCatCommand is the utilCmdArgs that prints the newest filestore file of
+// the certificate object fullPath, or "" when the path has characters that
+// are not safe in a shell command.
+func bashCatCommand(fullPath string) string {
+	parts := strings.Split(strings.TrimPrefix(fullPath, "/"), "/")
+	if len(parts) < 2 {
+		return ""
+	}
+	for _, p := range parts {
+		if !safeSegment.MatchString(p) {
+			return ""
+		}
+	}
+	glob := filestoreDir + parts[0] + "_d/certificate_d/:" + strings.Join(parts, ":") + "_[0-9]*_[0-9]*"
+	return `-c 'cat "$(ls -1t ` + glob + ` | head -n 1)"'`
+}
+
+// readPEM returns the DER chain of a certificate object, trying in order:
+//
+//  1. POST /mgmt/tm/util/bash {"command":"run","utilCmdArgs":"-c 'cat ...'"}
+//     → commandResult: the object's file in the filestore (needs the
+//     Administrator role; a refusal turns this route off for the rest of the
+//     scan);
+//  2. GET /mgmt/tm/sys/file/ssl-cert/~P~NAME → certificateText, a field no F5
+//     documentation describes, kept for devices that return it.
+//
+// See README "PEM".
+func (s *Source) readPEM(ctx context.Context, c *client, ci certItem) ([][]byte, error) {
+	full := ci.path()
+	var bashErr error
+	if text := ci.CertificateText; text != "" {
+		return parsePEM([]byte(text))
+	}
+	if !c.noBash {
+		if cmd := bashCatCommand(full); cmd == "" {
+			bashErr = fmt.Errorf("POST %s: the name %q is not safe in a shell command", bashPath, full)
+		} else {
+			chain, err := s.bashPEM(ctx, c, cmd)
+			if err == nil {
+				return chain, nil
+			}
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			bashErr = err
+		}
+	}
+
+	var detail certItem
+	if err := c.get(ctx, "/mgmt/tm/sys/file/ssl-cert/"+tmName(full), &detail); err != nil {
+		return nil, err
+	}
+	if detail.CertificateText == "" {
+		msg := "the device returned no PEM for this certificate (subject " + strconv.Quote(ci.Subject) + ")"
+		if bashErr != nil {
+			msg += ": " + bashErr.Error()
+		} else if c.noBash {
+			msg += ": " + bashPath + " is not available to this user"
+		}
+		return nil, errors.New(msg)
+	}
+	return parsePEM([]byte(detail.CertificateText))
+}
+
+// bashPEM runs cmd through util/bash and reads the PEM it prints. A device
+// that refuses the route (401/403: not an administrator; 400/404/405: no such
+// worker) has it turned off for the rest of the scan.
+func (s *Source) bashPEM(ctx context.Context, c *client, cmd string) ([][]byte, error) {
+	body, err := json.Marshal(map[string]string{"command": "run", "utilCmdArgs": cmd})
+	if err != nil {
+		return nil, err
+	}
+	var out struct {
+		CommandResult string `json:"commandResult"`
+	}
+	if err := c.do(ctx, http.MethodPost, bashPath, body, &out, true); err != nil {
+		var ae *authError
+		var se *statusError
+		switch {
+		case errors.As(err, &ae):
+			c.noBash = true
+			s.log.Warn("f5: util/bash refused, reading certificates from the ssl-cert objects", "user", c.user, "status", ae.err.Code)
+			return nil, fmt.Errorf("POST %s: %d %s", bashPath, ae.err.Code, http.StatusText(ae.err.Code))
+		case errors.As(err, &se) && (se.Code == http.StatusBadRequest || se.Code == http.StatusNotFound || se.Code == http.StatusMethodNotAllowed):
+			c.noBash = true
+			s.log.Warn("f5: util/bash not available, reading certificates from the ssl-cert objects", "status", se.Code)
+		}
+		return nil, err
+	}
+	if !strings.Contains(out.CommandResult, "-----BEGIN CERTIFICATE-----") {
+		return nil, fmt.Errorf("POST %s: no certificate file: %s", bashPath, truncate(strings.TrimSpace(out.CommandResult), 120))
+	}
+	return parsePEM([]byte(out.CommandResult))
 }
 
 // parsePEM reads the CERTIFICATE blocks of a PEM bundle, in order.

@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	fakef5 "github.com/emsign/bot/internal/fakes/f5"
 	"github.com/emsign/bot/protocol"
 )
 
@@ -28,9 +30,9 @@ func (r run) byPath() map[string]protocol.Finding {
 	return m
 }
 
-func target(t *testing.T, f *fakeBIGIP, extra string) protocol.Target {
+func target(t *testing.T, f *fakef5.Fake, extra string) protocol.Target {
 	t.Helper()
-	raw := "f5://" + f.host() + "?user=" + fakeUser + "&password=" + url.QueryEscape(fakePassword) + "&ca_file=" + url.QueryEscape(f.caFile())
+	raw := "f5://" + f.Host() + "?user=" + fakef5.User + "&password=" + url.QueryEscape(fakef5.Password) + "&ca_file=" + url.QueryEscape(f.CAFile())
 	if extra != "" {
 		raw += "&" + extra
 	}
@@ -71,14 +73,14 @@ func discover(t *testing.T, tg protocol.Target, cfg Config) run {
 			all += k + v
 		}
 	}
-	if strings.Contains(all, fakePassword) {
+	if strings.Contains(all, fakef5.Password) {
 		t.Fatalf("the password leaked: %s", all)
 	}
 	return r
 }
 
 func TestTokenLoginAllPartitions(t *testing.T) {
-	f := newFake(t)
+	f := fakef5.Start(t)
 	r := discover(t, target(t, f, ""), Config{})
 	if r.err != nil {
 		t.Fatal(r.err)
@@ -93,7 +95,7 @@ func TestTokenLoginAllPartitions(t *testing.T) {
 		if !ok {
 			t.Fatalf("no finding for %s", p)
 		}
-		if fd.Source != "f5" || fd.Format != "pem" || fd.Location.Scheme != "f5" || fd.Location.Host != f.host() {
+		if fd.Source != "f5" || fd.Format != "pem" || fd.Location.Scheme != "f5" || fd.Location.Host != f.Host() {
 			t.Errorf("%s: bad finding %+v", p, fd)
 		}
 		if fd.Attributes[AttrFailover] != "active" {
@@ -108,25 +110,25 @@ func TestTokenLoginAllPartitions(t *testing.T) {
 		if fd.Error != "" {
 			t.Errorf("%s: %s", p, fd.Error)
 		}
-		if !slices.EqualFunc(fd.Chain, f.ders[p], bytes.Equal) {
-			t.Errorf("%s: chain of %d certs does not match the device's %d", p, len(fd.Chain), len(f.ders[p]))
+		if !slices.EqualFunc(fd.Chain, f.Certs()[p], bytes.Equal) {
+			t.Errorf("%s: chain of %d certs does not match the device's %d", p, len(fd.Chain), len(f.Certs()[p]))
 		}
 	}
-	if s := got["/Common/site.crt"].Location.String(); s != "f5://"+f.host()+"/Common/site.crt" {
+	if s := got["/Common/site.crt"].Location.String(); s != "f5://"+f.Host()+"/Common/site.crt" {
 		t.Errorf("location = %s", s)
 	}
 	// Token auth: no request after the login carried basic auth (the fake
 	// accepts either, so check the login happened).
-	if !slices.Contains(f.seen(), "POST "+loginPath) {
-		t.Errorf("no token login: %v", f.seen())
+	if !slices.Contains(f.Requests(), "POST "+loginPath) {
+		t.Errorf("no token login: %v", f.Requests())
 	}
-	if f.basic != 0 {
-		t.Errorf("%d requests used basic auth after a token login", f.basic)
+	if n := f.BasicAuthCount(); n != 0 {
+		t.Errorf("%d requests used basic auth after a token login", n)
 	}
 }
 
 func TestVIPMapping(t *testing.T) {
-	f := newFake(t)
+	f := fakef5.Start(t)
 	r := discover(t, target(t, f, ""), Config{})
 	if r.err != nil {
 		t.Fatal(r.err)
@@ -150,7 +152,7 @@ func TestVIPMapping(t *testing.T) {
 }
 
 func TestPartition(t *testing.T) {
-	f := newFake(t)
+	f := fakef5.Start(t)
 	r := discover(t, target(t, f, "partition=Tenant"), Config{})
 	if r.err != nil {
 		t.Fatal(r.err)
@@ -161,8 +163,8 @@ func TestPartition(t *testing.T) {
 }
 
 func TestBasicAuthFallback(t *testing.T) {
-	f := newFake(t)
-	f.noLogin = true
+	f := fakef5.Start(t)
+	f.SetNoLogin(true)
 	r := discover(t, target(t, f, ""), Config{})
 	if r.err != nil {
 		t.Fatal(r.err)
@@ -170,13 +172,13 @@ func TestBasicAuthFallback(t *testing.T) {
 	if len(r.findings) != 5 || r.byPath()["/Common/site.crt"].Error != "" {
 		t.Fatalf("basic auth: %+v", r.findings)
 	}
-	if f.basic == 0 {
+	if f.BasicAuthCount() == 0 {
 		t.Error("no request used basic auth")
 	}
 }
 
 func TestPaging(t *testing.T) {
-	f := newFake(t)
+	f := fakef5.Start(t)
 	r := discover(t, target(t, f, ""), Config{PageSize: 2})
 	if r.err != nil {
 		t.Fatal(r.err)
@@ -185,13 +187,13 @@ func TestPaging(t *testing.T) {
 		t.Fatalf("got %d findings over pages, want 5", len(r.findings))
 	}
 	var certPages int
-	for _, s := range f.seen() {
+	for _, s := range f.Requests() {
 		if strings.HasPrefix(s, "GET /mgmt/tm/sys/file/ssl-cert?") {
 			certPages++
 		}
 	}
 	if certPages != 3 {
-		t.Errorf("ssl-cert pages fetched = %d, want 3: %v", certPages, f.seen())
+		t.Errorf("ssl-cert pages fetched = %d, want 3: %v", certPages, f.Requests())
 	}
 	if got := r.byPath()["/Tenant/app.crt"].Attributes[AttrVIPs]; got != "/Tenant/vs_app@10.1.0.20:8443" {
 		t.Errorf("vips over pages = %q", got)
@@ -199,8 +201,8 @@ func TestPaging(t *testing.T) {
 }
 
 func TestFailoverStandby(t *testing.T) {
-	f := newFake(t)
-	f.failover = "Failover standby for 0d 00:01:02\n"
+	f := fakef5.Start(t)
+	f.SetFailover("Failover standby for 0d 00:01:02\n")
 	r := discover(t, target(t, f, ""), Config{})
 	if r.err != nil {
 		t.Fatal(r.err)
@@ -208,8 +210,8 @@ func TestFailoverStandby(t *testing.T) {
 	if got := r.findings[0].Attributes[AttrFailover]; got != "standby" {
 		t.Fatalf("failover = %q", got)
 	}
-	f2 := newFake(t)
-	f2.setFault("/mgmt/tm/sys/failover", fault{status: 404})
+	f2 := fakef5.Start(t)
+	f2.SetFault("/mgmt/tm/sys/failover", fakef5.Fault{Status: 404})
 	r = discover(t, target(t, f2, ""), Config{})
 	if r.err != nil || r.findings[0].Attributes[AttrFailover] != "unknown" {
 		t.Fatalf("failover 404: err=%v attrs=%v", r.err, r.findings[0].Attributes)
@@ -218,30 +220,33 @@ func TestFailoverStandby(t *testing.T) {
 
 func TestErrors(t *testing.T) {
 	cases := []struct {
-		name  string
-		path  string
-		ft    fault
-		want  string // in the target error; "" means success
-		check func(*testing.T, run)
+		name string
+		path string
+		ft   fakef5.Fault
+		// noBash refuses util/bash (a user without the Administrator
+		// role), so the certificate's PEM is read from its ssl-cert object.
+		noBash bool
+		want   string // in the target error; "" means success
+		check  func(*testing.T, run)
 	}{
-		{name: "login 401", path: loginPath, ft: fault{status: 401}, want: "f5: login as admin: 401 Unauthorized"},
-		{name: "login 403", path: loginPath, ft: fault{status: 403}, want: "f5: login as admin: 403 Forbidden"},
-		{name: "list 403", path: "/mgmt/tm/ltm/virtual", ft: fault{status: 403}, want: "f5: login as admin: 403 Forbidden (GET /mgmt/tm/ltm/virtual)"},
-		{name: "detail 401", path: "/mgmt/tm/sys/file/ssl-cert/~Common~site.crt", ft: fault{status: 401}, want: "login as admin: 401"},
-		{name: "list 500", path: "/mgmt/tm/sys/file/ssl-cert", ft: fault{status: 500}, want: "f5: GET /mgmt/tm/sys/file/ssl-cert: 500 Internal Server Error"},
-		{name: "500 then ok", path: "/mgmt/tm/sys/file/ssl-cert", ft: fault{status: 500, times: 2}},
-		{name: "429 then ok", path: "/mgmt/tm/ltm/profile/client-ssl", ft: fault{status: 429, retryAfter: "1", times: 1}, check: func(t *testing.T, r run) {
+		{name: "login 401", path: loginPath, ft: fakef5.Fault{Status: 401}, want: "f5: login as admin: 401 Unauthorized"},
+		{name: "login 403", path: loginPath, ft: fakef5.Fault{Status: 403}, want: "f5: login as admin: 403 Forbidden"},
+		{name: "list 403", path: "/mgmt/tm/ltm/virtual", ft: fakef5.Fault{Status: 403}, want: "f5: login as admin: 403 Forbidden (GET /mgmt/tm/ltm/virtual)"},
+		{name: "detail 401", path: "/mgmt/tm/sys/file/ssl-cert/~Common~site.crt", noBash: true, ft: fakef5.Fault{Status: 401}, want: "login as admin: 401"},
+		{name: "list 500", path: "/mgmt/tm/sys/file/ssl-cert", ft: fakef5.Fault{Status: 500}, want: "f5: GET /mgmt/tm/sys/file/ssl-cert: 500 Internal Server Error"},
+		{name: "500 then ok", path: "/mgmt/tm/sys/file/ssl-cert", ft: fakef5.Fault{Status: 500, Times: 2}},
+		{name: "429 then ok", path: "/mgmt/tm/ltm/profile/client-ssl", ft: fakef5.Fault{Status: 429, RetryAfter: "1", Times: 1}, check: func(t *testing.T, r run) {
 			if !strings.Contains(r.logs, "retrying") {
 				t.Error("no retry logged")
 			}
 		}},
-		{name: "garbage list", path: "/mgmt/tm/sys/file/ssl-cert", ft: fault{garbage: true}, want: "f5: GET /mgmt/tm/sys/file/ssl-cert: malformed JSON answer"},
-		{name: "garbage failover", path: "/mgmt/tm/sys/failover", ft: fault{garbage: true}, check: func(t *testing.T, r run) {
+		{name: "garbage list", path: "/mgmt/tm/sys/file/ssl-cert", ft: fakef5.Fault{Garbage: true}, want: "f5: GET /mgmt/tm/sys/file/ssl-cert: malformed JSON answer"},
+		{name: "garbage failover", path: "/mgmt/tm/sys/failover", ft: fakef5.Fault{Garbage: true}, check: func(t *testing.T, r run) {
 			if r.findings[0].Attributes[AttrFailover] != "unknown" {
 				t.Error("failover not unknown")
 			}
 		}},
-		{name: "garbage detail", path: "/mgmt/tm/sys/file/ssl-cert/~Common~site.crt", ft: fault{garbage: true}, check: func(t *testing.T, r run) {
+		{name: "garbage detail", path: "/mgmt/tm/sys/file/ssl-cert/~Common~site.crt", noBash: true, ft: fakef5.Fault{Garbage: true}, check: func(t *testing.T, r run) {
 			if e := r.byPath()["/Common/site.crt"].Error; !strings.Contains(e, "malformed JSON") {
 				t.Errorf("site.crt error = %q", e)
 			}
@@ -249,7 +254,7 @@ func TestErrors(t *testing.T) {
 				t.Errorf("%d findings", len(r.findings))
 			}
 		}},
-		{name: "detail 404", path: "/mgmt/tm/sys/file/ssl-cert/~Common~site.crt", ft: fault{status: 404}, check: func(t *testing.T, r run) {
+		{name: "detail 404", path: "/mgmt/tm/sys/file/ssl-cert/~Common~site.crt", noBash: true, ft: fakef5.Fault{Status: 404}, check: func(t *testing.T, r run) {
 			if e := r.byPath()["/Common/site.crt"].Error; !strings.Contains(e, "404 Not Found") || !strings.Contains(e, "was not found") {
 				t.Errorf("site.crt error = %q", e)
 			}
@@ -257,8 +262,12 @@ func TestErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			f := newFake(t)
-			f.setFault(c.path, c.ft)
+			f := fakef5.Start(t)
+			f.SetFault(c.path, c.ft)
+			if c.noBash {
+				f.SetFault(bashPath, fakef5.Fault{Status: 401})
+				f.SetCertificateText(true)
+			}
 			r := discover(t, target(t, f, ""), Config{})
 			switch {
 			case c.want == "" && r.err != nil:
@@ -274,8 +283,8 @@ func TestErrors(t *testing.T) {
 }
 
 func TestWrongPassword(t *testing.T) {
-	f := newFake(t)
-	raw := "f5://" + f.host() + "?user=admin&password=wrong-pw&ca_file=" + url.QueryEscape(f.caFile())
+	f := fakef5.Start(t)
+	raw := "f5://" + f.Host() + "?user=admin&password=wrong-pw&ca_file=" + url.QueryEscape(f.CAFile())
 	tg, err := protocol.ParseTarget(raw)
 	if err != nil {
 		t.Fatal(err)
@@ -288,7 +297,7 @@ func TestWrongPassword(t *testing.T) {
 		t.Fatal("password leaked")
 	}
 	// Basic fallback with a wrong password: the first GET is refused.
-	f.noLogin = true
+	f.SetNoLogin(true)
 	r = discover(t, tg, Config{})
 	if r.err == nil || !strings.Contains(r.err.Error(), "f5: login as admin: 401 Unauthorized") {
 		t.Fatalf("basic: error = %v", r.err)
@@ -296,8 +305,8 @@ func TestWrongPassword(t *testing.T) {
 }
 
 func TestRetryAfterCancelled(t *testing.T) {
-	f := newFake(t)
-	f.setFault("/mgmt/tm/sys/file/ssl-cert", fault{status: 429, retryAfter: "30"})
+	f := fakef5.Start(t)
+	f.SetFault("/mgmt/tm/sys/file/ssl-cert", fakef5.Fault{Status: 429, RetryAfter: "30"})
 	s, _ := New(Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
@@ -309,8 +318,8 @@ func TestRetryAfterCancelled(t *testing.T) {
 }
 
 func TestTrust(t *testing.T) {
-	f := newFake(t)
-	raw := "f5://" + f.host() + "?user=admin&password=" + fakePassword
+	f := fakef5.Start(t)
+	raw := "f5://" + f.Host() + "?user=admin&password=" + fakef5.Password
 	tg, err := protocol.ParseTarget(raw)
 	if err != nil {
 		t.Fatal(err)
@@ -319,8 +328,8 @@ func TestTrust(t *testing.T) {
 	if r.err == nil || !strings.Contains(r.err.Error(), "certificate") {
 		t.Fatalf("untrusted server: error = %v", r.err)
 	}
-	if len(f.seen()) != 0 {
-		t.Fatalf("requests reached an untrusted server: %v", f.seen())
+	if len(f.Requests()) != 0 {
+		t.Fatalf("requests reached an untrusted server: %v", f.Requests())
 	}
 	tg, err = protocol.ParseTarget(raw + "&insecure=true")
 	if err != nil {
@@ -332,7 +341,7 @@ func TestTrust(t *testing.T) {
 }
 
 func TestEmitErrorStops(t *testing.T) {
-	f := newFake(t)
+	f := fakef5.Start(t)
 	s, _ := New(Config{})
 	stop := errors.New("stop")
 	n := 0
@@ -353,5 +362,94 @@ func TestNotF5(t *testing.T) {
 	}
 	if _, err := New(Config{Timeout: -1}); err == nil {
 		t.Fatal("want an error for a negative timeout")
+	}
+}
+
+// countPrefix counts the requests that start with prefix.
+func countPrefix(reqs []string, prefix string) int {
+	n := 0
+	for _, s := range reqs {
+		if strings.HasPrefix(s, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestPEMViaBash(t *testing.T) {
+	f := fakef5.Start(t)
+	r := discover(t, target(t, f, ""), Config{})
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	for p, want := range f.Certs() {
+		if got := r.byPath()[p]; got.Error != "" || !slices.EqualFunc(got.Chain, want, bytes.Equal) {
+			t.Errorf("%s: error %q, %d certs", p, got.Error, len(got.Chain))
+		}
+	}
+	reqs := f.Requests()
+	if n := countPrefix(reqs, "POST "+bashPath); n != 5 {
+		t.Errorf("util/bash requests = %d, want 5: %v", n, reqs)
+	}
+	// Only the certificate without a file is looked up as an object.
+	if n := countPrefix(reqs, "GET /mgmt/tm/sys/file/ssl-cert/"); n != 1 || !slices.Contains(reqs, "GET /mgmt/tm/sys/file/ssl-cert/~Common~gone.crt") {
+		t.Errorf("object requests: %v", reqs)
+	}
+	if e := r.byPath()["/Common/gone.crt"].Error; !strings.Contains(e, "404") {
+		t.Errorf("gone.crt error = %q", e)
+	}
+}
+
+func TestPEMFallbackCertificateText(t *testing.T) {
+	for _, status := range []int{401, 403, 404} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			f := fakef5.Start(t)
+			f.SetFault(bashPath, fakef5.Fault{Status: status})
+			f.SetCertificateText(true)
+			r := discover(t, target(t, f, ""), Config{})
+			if r.err != nil {
+				t.Fatalf("a refused util/bash failed the target: %v", r.err)
+			}
+			for p, want := range f.Certs() {
+				if got := r.byPath()[p]; got.Error != "" || !slices.EqualFunc(got.Chain, want, bytes.Equal) {
+					t.Errorf("%s: error %q, %d certs", p, got.Error, len(got.Chain))
+				}
+			}
+			if n := countPrefix(f.Requests(), "POST "+bashPath); n != 1 {
+				t.Errorf("util/bash tried %d times, want once", n)
+			}
+			if !strings.Contains(r.logs, "util/bash") {
+				t.Error("the fallback is not logged")
+			}
+		})
+	}
+}
+
+func TestPEMNoRoute(t *testing.T) {
+	f := fakef5.Start(t)
+	f.SetFault(bashPath, fakef5.Fault{Status: 403})
+	r := discover(t, target(t, f, ""), Config{})
+	if r.err != nil || len(r.findings) != 5 {
+		t.Fatalf("err = %v, %d findings", r.err, len(r.findings))
+	}
+	fd := r.byPath()["/Common/site.crt"]
+	if len(fd.Chain) != 0 || !strings.Contains(fd.Error, "no PEM") || !strings.Contains(fd.Error, bashPath) {
+		t.Errorf("site.crt: error %q, %d certs", fd.Error, len(fd.Chain))
+	}
+}
+
+func TestBashCatCommand(t *testing.T) {
+	got := bashCatCommand("/Common/site.crt")
+	want := `-c 'cat "$(ls -1t /config/filestore/files_d/Common_d/certificate_d/:Common:site.crt_[0-9]*_[0-9]* | head -n 1)"'`
+	if got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	if got := bashCatCommand("/Common/app/site.crt"); !strings.Contains(got, "/Common_d/certificate_d/:Common:app:site.crt_") {
+		t.Errorf("folder: %s", got)
+	}
+	for _, bad := range []string{"/Common/a'b.crt", "/Common/$(reboot).crt", "/Common/a b.crt", "site.crt", "/Common/-x.crt"} {
+		if got := bashCatCommand(bad); got != "" {
+			t.Errorf("%q: %s", bad, got)
+		}
 	}
 }

@@ -1,5 +1,9 @@
 // Package f5 is a fake BIG-IP iControl REST server built from the
-// documented answers in connectors/f5/testdata.
+// documented answers in connectors/f5/testdata (see its README.md for the
+// sources). It serves the certificates' PEM the documented way, through
+// POST /mgmt/tm/util/bash running cat on the filestore file; the
+// undocumented certificateText field of an ssl-cert object is only served
+// after SetCertificateText(true).
 package f5
 
 import (
@@ -17,6 +21,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -36,14 +41,16 @@ const (
 	fakePassword = Password
 	fakeToken    = "TOKEN0123456789"
 	loginPath    = "/mgmt/shared/authn/login"
+	bashPath     = "/mgmt/tm/util/bash"
+	filestoreDir = "/config/filestore/files_d/"
 )
 
-// fault is what the fake answers instead of the real thing.
-type fault struct {
-	status     int    // 401, 403, 404, 429, 500
-	garbage    bool   // a 200 with a body that is not JSON
-	times      int    // how many requests it hits; 0 means all
-	retryAfter string // for 429
+// Fault is what the fake answers instead of the real thing.
+type Fault struct {
+	Status     int    // 401, 403, 404, 429, 500
+	Garbage    bool   // a 200 with a body that is not JSON
+	Times      int    // how many requests it hits; 0 means all
+	RetryAfter string // for 429
 }
 
 // fakeBIGIP is an iControl REST server with the answers in testdata.
@@ -53,11 +60,13 @@ type fakeBIGIP struct {
 
 	mu       sync.Mutex
 	noLogin  bool              // the login endpoint answers 404
-	faults   map[string]*fault // by path (no query)
+	faults   map[string]*Fault // by path (no query)
 	pem      map[string]string // full path -> PEM
 	requests []string          // METHOD PATH?QUERY
 	failover string            // overrides failover.json's text when set
 	basic    int               // requests that used basic auth
+	certText bool              // ssl-cert objects carry certificateText
+	files    map[string]string // filestore file name (:P:NAME_ID_REV) -> full path
 
 	ca    *x509.Certificate
 	caKey *ecdsa.PrivateKey
@@ -66,7 +75,7 @@ type fakeBIGIP struct {
 
 func newFake(t testing.TB) *fakeBIGIP {
 	t.Helper()
-	f := &fakeBIGIP{t: t, faults: map[string]*fault{}, pem: map[string]string{}, ders: map[string][][]byte{}}
+	f := &fakeBIGIP{t: t, faults: map[string]*Fault{}, pem: map[string]string{}, ders: map[string][][]byte{}, files: map[string]string{}}
 	f.ca, f.caKey = newCA(t)
 	for _, p := range []string{"/Common/default.crt", "/Common/site.crt", "/Tenant/app.crt"} {
 		der := f.leaf(p)
@@ -78,7 +87,13 @@ func newFake(t testing.TB) *fakeBIGIP {
 	f.ders["/Common/bundle.crt"] = [][]byte{der, f.ca.Raw}
 	f.pem["/Common/bundle.crt"] = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})) +
 		string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.ca.Raw}))
-	// /Common/gone.crt is listed but its detail is 404.
+	// The filestore keeps each object as :PARTITION:NAME_ID_REV.
+	id := 1000
+	for p := range f.pem {
+		id++
+		f.files[strings.ReplaceAll(p, "/", ":")+"_"+strconv.Itoa(id)+"_1"] = p
+	}
+	// /Common/gone.crt is listed but has no file and its detail is 404.
 	f.srv = httptest.NewTLSServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	return f
@@ -136,7 +151,7 @@ func (f *fakeBIGIP) caFile() string {
 	return p
 }
 
-func (f *fakeBIGIP) setFault(path string, ft fault) {
+func (f *fakeBIGIP) setFault(path string, ft Fault) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.faults[path] = &ft
@@ -165,27 +180,32 @@ func readTestdata(t testing.TB, name string) map[string]any {
 func (f *fakeBIGIP) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.requests = append(f.requests, r.Method+" "+r.URL.RequestURI())
-	ft := f.faults[r.URL.Path]
-	if ft != nil && ft.times > 0 {
-		ft.times--
-		if ft.times == 0 {
-			delete(f.faults, r.URL.Path)
+	var ft *Fault
+	if cur := f.faults[r.URL.Path]; cur != nil {
+		c := *cur
+		ft = &c
+		if cur.Times > 0 {
+			cur.Times--
+			if cur.Times == 0 {
+				delete(f.faults, r.URL.Path)
+			}
 		}
 	}
 	noLogin := f.noLogin
 	failover := f.failover
+	certText := f.certText
 	f.mu.Unlock()
 
 	if ft != nil {
 		switch {
-		case ft.garbage:
+		case ft.Garbage:
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write([]byte(`{"items": [ {"name": "x.crt", <html>oops`))
 		default:
-			if ft.retryAfter != "" {
-				w.Header().Set("Retry-After", ft.retryAfter)
+			if ft.RetryAfter != "" {
+				w.Header().Set("Retry-After", ft.RetryAfter)
 			}
-			writeError(w, ft.status)
+			writeError(w, ft.Status)
 		}
 		return
 	}
@@ -214,6 +234,10 @@ func (f *fakeBIGIP) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized)
 		return
 	}
+	if r.URL.Path == bashPath {
+		f.bash(w, r)
+		return
+	}
 	if r.Method != http.MethodGet {
 		writeError(w, http.StatusMethodNotAllowed)
 		return
@@ -237,7 +261,9 @@ func (f *fakeBIGIP) serve(w http.ResponseWriter, r *http.Request) {
 		for _, it := range readTestdata(f.t, "ssl-cert.json")["items"].([]any) {
 			item := it.(map[string]any)
 			if item["fullPath"] == full {
-				item["certificateText"] = pemText
+				if certText {
+					item["certificateText"] = pemText
+				}
 				writeJSON(w, item)
 				return
 			}
@@ -256,6 +282,55 @@ func (f *fakeBIGIP) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeError(w, http.StatusNotFound)
 	}
+}
+
+// bashCat is the one command the fake's util/bash runs: cat of the newest
+// filestore file of a certificate object.
+var bashCat = regexp.MustCompile(`^-c 'cat "\$\(ls -1t ` + regexp.QuoteMeta(filestoreDir) +
+	`([A-Za-z0-9_.-]+)_d/certificate_d/(:[A-Za-z0-9_.:-]+)_\[0-9\]\*_\[0-9\]\* \| head -n 1\)"'$`)
+
+// bash answers POST /mgmt/tm/util/bash
+// (https://clouddocs.f5.com/api/icontrol-rest/APIRef_tm_util_bash.html) as
+// testdata/util-bash.json shows: the command's output in commandResult,
+// stderr included, and no commandResult when there is no output.
+func (f *fakeBIGIP) bash(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		writeError(w, http.StatusMethodNotAllowed)
+		return
+	}
+	var body struct {
+		Command     string `json:"command"`
+		UtilCmdArgs string `json:"utilCmdArgs"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.Command != "run" {
+		writeError(w, http.StatusBadRequest)
+		return
+	}
+	m := readTestdata(f.t, "util-bash.json")
+	m["utilCmdArgs"] = body.UtilCmdArgs
+	delete(m, "commandResult")
+	sm := bashCat.FindStringSubmatch(body.UtilCmdArgs)
+	if sm == nil {
+		m["commandResult"] = "bash: the fake runs only cat of a certificate file\n"
+		writeJSON(w, m)
+		return
+	}
+	part, prefix := sm[1], sm[2]
+	if !strings.HasPrefix(prefix, ":"+part+":") {
+		m["commandResult"] = "cat: '': No such file or directory\n"
+		writeJSON(w, m)
+		return
+	}
+	for name, full := range f.files {
+		if full != "" && strings.HasPrefix(name, prefix+"_") && strings.Count(name[len(prefix):], "_") == 2 {
+			m["commandResult"] = f.pem[full]
+			writeJSON(w, m)
+			return
+		}
+	}
+	glob := filestoreDir + part + "_d/certificate_d/" + prefix + "_[0-9]*_[0-9]*"
+	m["commandResult"] = "ls: cannot access " + glob + ": No such file or directory\ncat: '': No such file or directory\n"
+	writeJSON(w, m)
 }
 
 func (f *fakeBIGIP) authorized(r *http.Request) bool {
@@ -345,3 +420,40 @@ func (x *Fake) Certs() map[string][][]byte {
 
 // Requests lists the requests served, as METHOD PATH?QUERY.
 func (x *Fake) Requests() []string { return x.f.seen() }
+
+// SetFault makes requests to path (without query) fail as ft says, for
+// ft.Times requests or, when 0, all of them. SetFault("/mgmt/tm/util/bash",
+// Fault{Status: 401}) is a user without the Administrator role.
+func (x *Fake) SetFault(path string, ft Fault) { x.f.setFault(path, ft) }
+
+// SetNoLogin makes the token login endpoint answer 404, as a device
+// without the token service: clients must use basic auth.
+func (x *Fake) SetNoLogin(on bool) {
+	x.f.mu.Lock()
+	defer x.f.mu.Unlock()
+	x.f.noLogin = on
+}
+
+// SetFailover replaces the apiAnonymous text of GET /mgmt/tm/sys/failover,
+// e.g. "Failover standby for 0d 00:01:02\n".
+func (x *Fake) SetFailover(text string) {
+	x.f.mu.Lock()
+	defer x.f.mu.Unlock()
+	x.f.failover = text
+}
+
+// SetCertificateText makes GET /mgmt/tm/sys/file/ssl-cert/~P~NAME carry the
+// object's PEM in certificateText, a field F5's documentation does not
+// describe: a device on which the connector's fallback works.
+func (x *Fake) SetCertificateText(on bool) {
+	x.f.mu.Lock()
+	defer x.f.mu.Unlock()
+	x.f.certText = on
+}
+
+// BasicAuthCount is how many requests came with HTTP basic auth.
+func (x *Fake) BasicAuthCount() int {
+	x.f.mu.Lock()
+	defer x.f.mu.Unlock()
+	return x.f.basic
+}
