@@ -143,6 +143,7 @@ func (s *Server) routes() {
 	m.Handle("GET "+p+"/certificates", s.user(s.listCertificates))
 	m.Handle("GET "+p+"/certificates/{fp}", s.user(s.getCertificate))
 	m.Handle("GET "+p+"/certificates/{fp}/download", s.user(s.downloadCertificate))
+	m.Handle("POST "+protocol.PathImports, s.user(s.importBundle))
 	m.HandleFunc(p+"/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API route")
 	})

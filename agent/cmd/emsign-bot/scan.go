@@ -14,8 +14,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/emsign/bot/agent/export"
 	"github.com/emsign/bot/agent/output"
 	"github.com/emsign/bot/agent/scan"
+	"github.com/emsign/bot/agent/state"
 	"github.com/emsign/bot/connectors"
 	"github.com/emsign/bot/protocol"
 )
@@ -29,6 +31,8 @@ type scanFlags struct {
 	pq         bool
 	verbose    bool
 	progress   string
+	export     string
+	state      string
 }
 
 func newScanCommand(stdout, stderr io.Writer) *cobra.Command {
@@ -63,6 +67,8 @@ Secrets in targets: password=VALUE, password=env:NAME or password=file:/path (re
 	fl.BoolVar(&f.pq, "pq", false, "offer the post-quantum X25519MLKEM768 key exchange, to see which servers choose it (slower)")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log what the scan does on stderr")
 	fl.StringVar(&f.progress, "progress", "auto", "progress line on stderr: auto (when stderr is a terminal), always or never")
+	fl.StringVar(&f.export, "export", "", "also write the findings to FILE as a bundle signed with the bot's key, for emsign-cp import (needs an activated bot's --state)")
+	fl.StringVar(&f.state, "state", state.DefaultDir(), "state directory of the activated bot whose key signs the --export bundle")
 	return cmd
 }
 
@@ -101,6 +107,22 @@ func runScan(ctx context.Context, f scanFlags, args []string, stdout, stderr io.
 		return usageError{err}
 	}
 
+	var exp *export.Exporter
+	if f.export != "" {
+		st, err := state.Load(f.state)
+		if err != nil {
+			return fmt.Errorf("--export: %w", err)
+		}
+		id, err := export.FromState(st)
+		if err != nil {
+			return err
+		}
+		if exp, err = export.New(f.export, id); err != nil {
+			return err
+		}
+		defer exp.Abort()
+	}
+
 	tuneGC()
 
 	level := slog.LevelWarn
@@ -127,7 +149,12 @@ func runScan(ctx context.Context, f scanFlags, args []string, stdout, stderr io.
 		ctx, cancel = context.WithTimeoutCause(ctx, f.maxRuntime, fmt.Errorf("max runtime of %s reached", f.maxRuntime))
 		defer cancel()
 	}
-	counted := &countingSink{w: out}
+	var sink output.Writer = out
+	if exp != nil {
+		sink = teeWriter{out: out, exp: exp}
+	}
+	counted := &countingSink{w: sink}
+	started := time.Now()
 	var stopProgress func()
 	if showProgress {
 		stopProgress = startProgress(stderr, progress, counted)
@@ -141,6 +168,19 @@ func runScan(ctx context.Context, f scanFlags, args []string, stdout, stderr io.
 	}
 	if err != nil {
 		return err
+	}
+	if exp != nil {
+		es := export.Summary{Started: started, Finished: time.Now(), Targets: sum.Targets, Complete: sum.Stopped == nil}
+		if sum.Stopped != nil {
+			es.Stopped = sum.Stopped.Error()
+		}
+		hdr, err := exp.Finish(es)
+		if err != nil {
+			return err
+		}
+		if showProgress || f.verbose {
+			fmt.Fprintf(stderr, "exported %d findings to %s (scan %s)\n", hdr.Count, f.export, hdr.ScanID)
+		}
 	}
 	if sum.Stopped != nil {
 		fmt.Fprintf(stderr, "emsign-bot: scan stopped early (%v); what was found so far is printed\n", sum.Stopped)
@@ -236,3 +276,18 @@ func tuneGC() {
 		debug.SetMemoryLimit(512 << 20)
 	}
 }
+
+// teeWriter prints a finding and adds it to the export bundle.
+type teeWriter struct {
+	out output.Writer
+	exp *export.Exporter
+}
+
+func (t teeWriter) Write(f protocol.Finding) error {
+	if err := t.exp.Write(f); err != nil {
+		return err
+	}
+	return t.out.Write(f)
+}
+
+func (t teeWriter) Close() error { return t.out.Close() }

@@ -56,7 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newServeCommand(stdout, stderr, getenv), newAccountCommand(stdout), newAPIKeyCommand(stdout),
-		newBotCommand(stdout))
+		newBotCommand(stdout), newImportCommand(stdout))
 
 	err := root.ExecuteContext(ctx)
 	if err == nil {
