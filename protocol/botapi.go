@@ -42,6 +42,11 @@ func JobResultPath(id string) string { return BotAPIPrefix + "/jobs/" + id }
 // itself it is the heartbeat (last seen).
 const HeaderBotVersion = "X-Emsign-Bot-Version"
 
+// HeaderBotPath carries, with the heartbeat, how the bot reaches the
+// control plane now: "direct", "proxy" or "via HOST:PORT" (as
+// ActivateRequest.Path; it changes with emsign-bot configure).
+const HeaderBotPath = "X-Emsign-Bot-Path"
+
 // ActivateRequest is a bot's first call: the account number and one-time
 // token prove who it is, the CSR carries the public half of the key it made
 // and keeps (B2).

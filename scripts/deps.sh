@@ -15,6 +15,7 @@ declare -A package_of=(
 	[pkcs11-tool]=opensc
 	[sshd]=openssh-server
 	[sudo]=sudo
+	[tinyproxy]=tinyproxy
 	[update-ca-certificates]=ca-certificates
 )
 

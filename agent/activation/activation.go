@@ -17,14 +17,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"regexp"
 	"runtime"
-	"strconv"
 	"time"
 
 	"github.com/emsign/bot/agent/client"
+	"github.com/emsign/bot/agent/netpath"
 	"github.com/emsign/bot/agent/state"
 	"github.com/emsign/bot/protocol"
 )
@@ -87,18 +86,12 @@ func (o Options) Validate() error {
 	if _, err := client.ParseURL(o.URL); err != nil {
 		return &FieldError{"url", err}
 	}
-	if o.Proxy != "" {
-		u, err := url.Parse(o.Proxy)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			// The proxy URL may hold a password: not echoed.
-			return &FieldError{"proxy", errors.New("not a proxy URL: want http://[user:password@]host:port")}
-		}
+	// The proxy URL may hold a password: never echoed.
+	if err := netpath.ValidateProxy(o.Proxy); err != nil {
+		return &FieldError{"proxy", err}
 	}
-	if o.Via != "" {
-		host, port, err := net.SplitHostPort(o.Via)
-		if p, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || p < 1 || p > 65535 {
-			return &FieldError{"via", fmt.Errorf("%q is not HOST:PORT", o.Via)}
-		}
+	if err := netpath.ValidateVia(o.Via); err != nil {
+		return &FieldError{"via", err}
 	}
 	if o.Listen < 0 || o.Listen > 65535 {
 		return &FieldError{"listen", fmt.Errorf("%d is not a TCP port", o.Listen)}
@@ -165,19 +158,17 @@ func Activate(ctx context.Context, o Options) (state.Settings, error) {
 	if err != nil {
 		return state.Settings{}, fmt.Errorf("certificate request: %w", err)
 	}
-	c, err := client.New(client.Config{URL: o.URL, TLS: tlsConf, Version: o.Version, Logger: o.Logger})
+	np, err := netpath.New(netpath.Settings{URL: o.URL, Proxy: o.Proxy, Via: o.Via})
+	if err != nil {
+		return state.Settings{}, err
+	}
+	c, err := client.New(client.Config{URL: o.URL, TLS: tlsConf, Version: o.Version, Logger: o.Logger, Dial: np.DialContext})
 	if err != nil {
 		return state.Settings{}, &FieldError{"url", err}
 	}
 	defer c.Close()
-	path := "direct"
-	switch {
-	case o.Via != "":
-		path = "via " + o.Via
-	case o.Proxy != "":
-		path = "proxy"
-	}
-	o.Logger.Info("activating", "url", o.URL, "account", o.Account, "hostname", host)
+	path := np.Describe()
+	o.Logger.Info("activating", "url", o.URL, "account", o.Account, "hostname", host, "path", path, "proxy", np.ProxyRedacted())
 	resp, err := c.Activate(ctx, protocol.ActivateRequest{
 		Account:    o.Account,
 		Token:      o.Token.Reveal(),

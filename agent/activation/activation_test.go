@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/emsign/bot/agent/client"
 	"github.com/emsign/bot/agent/internal/fakecp"
+	"github.com/emsign/bot/agent/relay"
 	"github.com/emsign/bot/agent/state"
 	"github.com/emsign/bot/protocol"
 )
@@ -27,9 +29,23 @@ func options(t *testing.T, cp *fakecp.Server) Options {
 	if err := os.WriteFile(caFile, cp.CAPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A real relay to the fake control plane: the activation goes via it
+	// (the proxy is stored, and unused while a relay is set).
+	u, err := url.Parse(cp.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := relay.New(relay.Config{Listen: "127.0.0.1:0", Upstream: u.Host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.Serve(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
 	return Options{
 		Dir: filepath.Join(t.TempDir(), "state"), Account: account, Token: protocol.NewSecret(token),
-		URL: cp.URL, CAFile: caFile, Proxy: "http://user:proxypass@proxy.example:3128", Via: "10.0.0.9:7443", Listen: 7443,
+		URL: cp.URL, CAFile: caFile, Proxy: "http://user:proxypass@proxy.example:3128", Via: r.Addr().String(), Listen: 7443,
 		Version:  "1.2.3",
 		Hostname: func() (string, error) { return "bot-host", nil },
 		IPs:      func() ([]string, error) { return []string{"10.1.2.3"}, nil },
@@ -53,7 +69,7 @@ func TestActivateWritesPrivateStateWithoutToken(t *testing.T) {
 		}
 		req := cp.Activations[0]
 		if req.Hostname != "bot-host" || req.OS != runtime.GOOS || req.Arch != runtime.GOARCH || req.Version != "1.2.3" ||
-			req.Capability != protocol.CapabilityVersion || len(req.IPs) != 1 || req.Path != "via 10.0.0.9:7443" {
+			req.Capability != protocol.CapabilityVersion || len(req.IPs) != 1 || req.Path != "via "+o.Via {
 			t.Errorf("activation request %+v", req)
 		}
 	})
@@ -140,7 +156,8 @@ func TestActivateErrors(t *testing.T) {
 		{"bad listen", func(o *Options) { o.Listen = 70000 }, "listen", "not a TCP port"},
 		{"bad proxy", func(o *Options) { o.Proxy = "ftp://x:secretpw@h" }, "proxy", "proxy URL"},
 		{"missing ca file", func(o *Options) { o.CAFile = "/nonexistent/ca.pem" }, "ca-file", "nonexistent"},
-		{"unreachable", func(o *Options) { o.URL = deadURL }, "", "cannot reach the control plane at " + deadURL},
+		{"unreachable", func(o *Options) { o.URL = deadURL; o.Via = "" }, "", "cannot reach the control plane at " + deadURL},
+		{"relay unreachable", func(o *Options) { o.Via = strings.TrimPrefix(deadURL, "https://") }, "", "relay " + strings.TrimPrefix(deadURL, "https://")},
 		{"untrusted server", func(o *Options) { o.CAFile = "" }, "", "--ca-file"},
 		{"wrong token", func(o *Options) { o.Token = protocol.NewSecret("00000000-0000-0000-0000-000000000000") }, "", "activation refused"},
 	}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -38,6 +39,14 @@ type Config struct {
 	// 0 means 60s.
 	Timeout time.Duration
 	Logger  *slog.Logger
+	// Dial, when set, makes every connection (package netpath: direct,
+	// proxy or relay); TLS still runs end to end to URL's host. Without
+	// it the client dials directly or through HTTPS_PROXY.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Path is how the bot reaches the control plane ("direct", "proxy",
+	// "via HOST:PORT"), sent with every call beside the version; "" sends
+	// nothing.
+	Path string
 }
 
 // Client is a bot API client. It is safe for concurrent use.
@@ -45,6 +54,7 @@ type Client struct {
 	base    *url.URL
 	http    *http.Client
 	version string
+	path    string
 	timeout time.Duration
 	log     *slog.Logger
 }
@@ -78,7 +88,11 @@ func New(c Config) (*Client, error) {
 		IdleConnTimeout:     90 * time.Second,
 		MaxIdleConnsPerHost: 4,
 	}
-	return &Client{base: u, http: &http.Client{Transport: tr}, version: c.Version, timeout: c.Timeout, log: c.Logger}, nil
+	if c.Dial != nil {
+		tr.Proxy = nil
+		tr.DialContext = c.Dial
+	}
+	return &Client{base: u, http: &http.Client{Transport: tr}, version: c.Version, path: c.Path, timeout: c.Timeout, log: c.Logger}, nil
 }
 
 // ParseURL checks a control-plane URL: https, with a host, nothing after
@@ -189,6 +203,9 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		req.Header[k] = vs
 	}
 	req.Header.Set(protocol.HeaderBotVersion, c.version)
+	if c.path != "" {
+		req.Header.Set(protocol.HeaderBotPath, c.path)
+	}
 	req.Header.Set("Accept", "application/json")
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")

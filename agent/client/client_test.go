@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -136,4 +137,39 @@ func poolOf(srv *httptest.Server) *x509.CertPool {
 	p := x509.NewCertPool()
 	p.AddCert(srv.Certificate())
 	return p
+}
+
+// With Dial set, every connection is made by it (the path: proxy or
+// relay), TLS still verifies the URL's host, and the path header rides
+// along with the version.
+func TestDialAndPathHeader(t *testing.T) {
+	var gotPath string
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotPath = r.Header.Get(protocol.HeaderBotPath)
+		w.Write([]byte(`{"jobs":[]}`))
+	}))
+	defer srv.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	realAddr := srv.Listener.Addr().String()
+	var dialed []string
+	c, err := New(Config{
+		// A name the test server's certificate holds, reached only through Dial.
+		URL: "https://example.com:1", TLS: &tls.Config{RootCAs: pool}, Version: "1.0", Path: "via 10.0.0.9:7443",
+		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			dialed = append(dialed, addr)
+			var d net.Dialer
+			return d.DialContext(ctx, network, realAddr)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Jobs(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if len(dialed) != 1 || dialed[0] != "example.com:1" || gotPath != "via 10.0.0.9:7443" {
+		t.Errorf("dialed %v, path header %q", dialed, gotPath)
+	}
 }

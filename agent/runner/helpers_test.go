@@ -56,6 +56,8 @@ type bot struct {
 	clock Clock
 	// tweak adjusts each runner's configuration.
 	tweak func(*Config)
+	// dial, if set, is the client's dialer (a relay or proxy path).
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 func newBot(t *testing.T) *bot {
@@ -86,7 +88,7 @@ func (b *bot) start(maxSpool int64) (stop func()) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	c, err := client.New(client.Config{URL: st.Settings.URL, TLS: st.TLSConfig(), Version: "test", Logger: log})
+	c, err := client.New(client.Config{URL: st.Settings.URL, TLS: st.TLSConfig(), Version: "test", Logger: log, Dial: b.dial})
 	if err != nil {
 		t.Fatal(err)
 	}

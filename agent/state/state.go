@@ -216,3 +216,45 @@ func ParseCABundle(pemData []byte) (*x509.CertPool, error) {
 	}
 	return pool, nil
 }
+
+// LoadSettings reads the settings of the activation in dir (without its
+// key and certificates).
+func LoadSettings(dir string) (Settings, error) {
+	var s Settings
+	raw, err := os.ReadFile(filepath.Join(dir, SettingsFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, fmt.Errorf("state directory %s: %w", dir, ErrNotActivated)
+	}
+	if err != nil {
+		return s, fmt.Errorf("load settings: %w", err)
+	}
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return s, fmt.Errorf("load settings: %s: %w", SettingsFile, err)
+	}
+	return s, nil
+}
+
+// SaveSettings replaces the settings of an existing activation in dir,
+// atomically (0600): emsign-bot configure.
+func SaveSettings(dir string, s Settings) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(dir, SettingsFile)); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("state directory %s: %w", dir, ErrNotActivated)
+		}
+		return fmt.Errorf("save settings: %w", err)
+	}
+	raw, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return fmt.Errorf("save settings: %w", err)
+	}
+	if err := atomicfile.Write(dir, SettingsFile, append(raw, '\n'), FileMode); err != nil {
+		return fmt.Errorf("save settings in %s: %w", dir, err)
+	}
+	if err := restrictFile(filepath.Join(dir, SettingsFile)); err != nil {
+		return fmt.Errorf("save settings in %s: %w", dir, err)
+	}
+	return nil
+}

@@ -119,3 +119,40 @@ func TestLoadAndSaveErrors(t *testing.T) {
 		t.Error("no default directory")
 	}
 }
+
+func TestSaveSettings(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	a := activationFixture(t)
+	if err := SaveSettings(dir, a.Settings); !errors.Is(err, ErrNotActivated) {
+		t.Errorf("before activation: %v", err)
+	}
+	if err := Save(dir, a); err != nil {
+		t.Fatal(err)
+	}
+	s := a.Settings
+	s.Proxy, s.Via, s.Listen = "http://u:pw@proxy:3128", "10.0.0.9:7443", 7443
+	if err := SaveSettings(dir, s); err != nil {
+		t.Fatal(err)
+	}
+	st, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Settings.Proxy != s.Proxy || st.Settings.Via != s.Via || st.Settings.Listen != 7443 || st.Settings.BotID != a.Settings.BotID {
+		t.Errorf("settings %+v", st.Settings)
+	}
+	if runtime.GOOS != "windows" {
+		fi, err := os.Stat(filepath.Join(dir, SettingsFile))
+		if err != nil || fi.Mode().Perm() != FileMode {
+			t.Errorf("settings mode %v %v", fi.Mode(), err)
+		}
+	}
+	bad := s
+	bad.URL = "http://cp.example"
+	if err := SaveSettings(dir, bad); err == nil {
+		t.Error("an invalid URL was saved")
+	}
+	if got, err := LoadSettings(dir); err != nil || got != st.Settings {
+		t.Errorf("LoadSettings %+v %v", got, err)
+	}
+}

@@ -46,9 +46,9 @@ and written nowhere.`,
 	fl.StringVar(&f.token, "token", "", "the bot's one-time token, a UUID (required)")
 	fl.StringVar(&f.url, "url", "", "the control plane's https URL (required)")
 	fl.StringVar(&f.caFile, "ca-file", "", "PEM file of the CA to trust for the control plane (its ca.pem); default: the system's roots")
-	fl.StringVar(&f.proxy, "proxy", "", "HTTP proxy, http://[user:password@]host:port (stored for later use)")
-	fl.StringVar(&f.via, "via", "", "connector bot to relay through, HOST:PORT (stored for later use)")
-	fl.IntVar(&f.listen, "listen", 0, "port to accept relayed bots on (stored for later use)")
+	fl.StringVar(&f.proxy, "proxy", "", "HTTP proxy to reach the control plane through, http://[user:password@]host:port (CONNECT; kept in the state directory, 0600); default: HTTPS_PROXY/NO_PROXY")
+	fl.StringVar(&f.via, "via", "", "connector bot to reach the control plane through, HOST:PORT (its relay forwards bytes only: TLS runs end to end)")
+	fl.IntVar(&f.listen, "listen", 0, "port on which emsign-bot run relays other bots (--via) to this bot's control plane; 0 for none")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log what activation does on stderr")
 	return cmd
 }

@@ -47,7 +47,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newScanCommand(stdout, stderr), newVersionCommand(stdout), newActivateCommand(stdout, stderr), newRunCommand(stderr))
+	root.AddCommand(newScanCommand(stdout, stderr), newVersionCommand(stdout), newActivateCommand(stdout, stderr), newRunCommand(stderr), newConfigureCommand(stdout))
 
 	err := root.ExecuteContext(ctx)
 	if err == nil {

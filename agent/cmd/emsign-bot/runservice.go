@@ -10,6 +10,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/emsign/bot/agent/client"
+	"github.com/emsign/bot/agent/netpath"
+	"github.com/emsign/bot/agent/relay"
 	"github.com/emsign/bot/agent/runner"
 	"github.com/emsign/bot/agent/spool"
 	"github.com/emsign/bot/agent/state"
@@ -58,11 +60,41 @@ func runService(ctx context.Context, f runFlags, stderr io.Writer) error {
 		return err
 	}
 	log = log.With("bot_id", st.Settings.BotID)
-	c, err := client.New(client.Config{URL: st.Settings.URL, TLS: st.TLSConfig(), Version: version, Logger: log})
+	np, err := netpath.New(netpath.Settings{URL: st.Settings.URL, Proxy: st.Settings.Proxy, Via: st.Settings.Via})
+	if err != nil {
+		return fmt.Errorf("state %s: %w", f.state, err)
+	}
+	c, err := client.New(client.Config{URL: st.Settings.URL, TLS: st.TLSConfig(), Version: version, Logger: log,
+		Dial: np.DialContext, Path: np.Describe()})
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	var relayDone chan error
+	if st.Settings.Listen > 0 {
+		upstream, err := netpath.Upstream(st.Settings.URL)
+		if err != nil {
+			return err
+		}
+		rl, err := relay.New(relay.Config{
+			Listen: fmt.Sprintf(":%d", st.Settings.Listen), Upstream: upstream,
+			Dial: np.DialContext, Logger: log,
+		})
+		if err != nil {
+			return err
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		relayDone = make(chan error, 1)
+		go func() { relayDone <- rl.Serve(ctx) }()
+		defer func() {
+			cancel()
+			if err := <-relayDone; err != nil {
+				log.Error("relay", "err", err)
+			}
+		}()
+	}
 	sp, err := spool.Open(st.SpoolPath(), spool.Options{MaxBytes: maxBytes, Logger: log})
 	if err != nil {
 		return err
@@ -71,6 +103,7 @@ func runService(ctx context.Context, f runFlags, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log.Info("starting", "url", st.Settings.URL, "version", version, "time", time.Now().Format(time.RFC3339))
+	log.Info("starting", "url", st.Settings.URL, "version", version, "time", time.Now().Format(time.RFC3339),
+		"path", np.Describe(), "proxy", np.ProxyRedacted(), "listen", st.Settings.Listen)
 	return r.Run(ctx)
 }
