@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/emsign/bot/agent/client"
+	"github.com/emsign/bot/agent/export"
 	"github.com/emsign/bot/agent/scan"
 	"github.com/emsign/bot/agent/spool"
 	"github.com/emsign/bot/protocol"
@@ -57,6 +58,13 @@ type Config struct {
 	NewRegistry func(scan.SourceOptions) (scan.Registry, error)
 	// NewID names scheduled scans; nil means a random UUID.
 	NewID func() string
+	// ExportDir, when set, also writes every scan the runner completes as
+	// a signed bundle ExportDir/<scan>.emsbundle (see agent/export), signed
+	// by ExportIdentity, for a control plane reached only by removable
+	// media. The upload is unchanged: a bot with no path out fills its
+	// spool until it is full, and then refuses new scans.
+	ExportDir      string
+	ExportIdentity export.Identity
 }
 
 // Runner is the bot's service loop.
@@ -83,6 +91,10 @@ func New(c Config) (*Runner, error) {
 	}
 	if c.PollWait < 0 || c.BatchSize < 0 || c.BatchAge < 0 || c.RefusedDelay < 0 || c.ConfigEvery < 0 {
 		return nil, errors.New("runner: negative setting")
+	}
+	if c.ExportDir != "" && (c.ExportIdentity.BotID == "" || c.ExportIdentity.Account == "" ||
+		len(c.ExportIdentity.CertDER) == 0 || c.ExportIdentity.Signer == nil) {
+		return nil, errors.New("runner: an export directory needs the bot's identity")
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -369,7 +381,8 @@ func (r *Runner) runScan(ctx context.Context, cfg protocol.BotConfig, id, job, t
 		}
 		targets = append(targets, t)
 	}
-	start, _ := json.Marshal(protocol.ScanStart{ScanID: id, Trigger: trigger, Started: clock.Now().UTC(), Targets: len(cfg.Targets)})
+	started := clock.Now().UTC()
+	start, _ := json.Marshal(protocol.ScanStart{ScanID: id, Trigger: trigger, Started: started, Targets: len(cfg.Targets)})
 	open := &openScan{Scan: id, Job: job}
 	if err := r.spoolScanRecord(open, spool.Record{Kind: spool.KindScanStart, Scan: id, Body: start}); err != nil {
 		return fmt.Errorf("scan refused: %w", err)
@@ -389,7 +402,12 @@ func (r *Runner) runScan(ctx context.Context, cfg protocol.BotConfig, id, job, t
 	}
 	r.log.Info("scan started", "scan", id, "trigger", trigger, "targets", len(targets))
 	sink := newBatcher(func(rec spool.Record) error { return r.spoolScanRecord(open, rec) }, id, r.c.BatchSize, r.c.BatchAge)
-	sum, runErr := scan.Runner{Registry: reg, Logger: r.log, Now: clock.Now}.Run(sctx, targets, sink)
+	var scanSink scan.Sink = sink
+	exp := r.startExport(id)
+	if exp != nil {
+		scanSink = exportSink{Sink: sink, x: exp}
+	}
+	sum, runErr := scan.Runner{Registry: reg, Logger: r.log, Now: clock.Now}.Run(sctx, targets, scanSink)
 	batches, flushErr := sink.Close()
 	c := protocol.ScanComplete{
 		Finished:     clock.Now().UTC(),
@@ -414,6 +432,11 @@ func (r *Runner) runScan(ctx context.Context, cfg protocol.BotConfig, id, job, t
 		c.Complete = true
 	}
 	r.complete(open, c)
+	if exp != nil {
+		// Whatever the spool kept, the bundle has every finding; it says
+		// how the scan ended, as the completion does.
+		exp.finish(started, len(cfg.Targets), c)
+	}
 	r.log.Info("scan finished", "scan", id, "complete", c.Complete, "stopped", c.Stopped,
 		"certificates", c.Certificates, "errors", c.Errors, "batches", c.Batches, "elapsed", sum.Elapsed.Round(time.Millisecond).String())
 	return failed

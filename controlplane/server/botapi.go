@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emsign/bot/controlplane/admin"
 	"github.com/emsign/bot/controlplane/pki"
@@ -63,7 +64,7 @@ func (s *Server) activate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err = s.st.ActivateBot(r.Context(), req.Account, b.ID, hash, store.Activation{
-		Hostname: req.Hostname, OS: req.OS, Arch: req.Arch, IPs: req.IPs, Version: req.Version, Path: req.Path,
+		Hostname: req.Hostname, OS: req.OS, Arch: req.Arch, IPs: req.IPs, Version: req.Version, Path: capPath(req.Path),
 		Capability: req.Capability, CertSerial: pki.SerialString(cert),
 	})
 	if errors.Is(err, store.ErrNotFound) {
@@ -98,8 +99,16 @@ func (s *Server) bot(h func(http.ResponseWriter, *http.Request, store.Bot)) http
 			s.storeError(w, r, err)
 			return
 		}
-		if err := s.st.TouchBot(r.Context(), b.ID, s.now(), r.Header.Get(protocol.HeaderBotVersion)); err != nil {
+		// The path is the bot's word, kept as given (capped); written only
+		// when it changed, with last seen.
+		path := capPath(r.Header.Get(protocol.HeaderBotPath))
+		if path == b.Path {
+			path = ""
+		}
+		if err := s.st.TouchBot(r.Context(), b.ID, s.now(), r.Header.Get(protocol.HeaderBotVersion), path); err != nil {
 			s.log.Warn("last seen not recorded", "bot", b.ID, "err", err)
+		} else if path != "" {
+			b.Path = path
 		}
 		if b.Status != protocol.BotActive {
 			writeError(w, http.StatusForbidden, "bot is "+b.Status)
@@ -107,6 +116,23 @@ func (s *Server) bot(h func(http.ResponseWriter, *http.Request, store.Bot)) http
 		}
 		h(w, r, b)
 	})
+}
+
+// maxPathLen caps the path a bot reports (ActivateRequest.Path and
+// protocol.HeaderBotPath): "via " and a host name and port fit well within.
+const maxPathLen = 300
+
+// capPath cuts a reported path to maxPathLen bytes, on a character
+// boundary; otherwise it is kept as the bot gave it.
+func capPath(p string) string {
+	if len(p) <= maxPathLen {
+		return p
+	}
+	n := maxPathLen
+	for n > 0 && !utf8.RuneStart(p[n]) {
+		n--
+	}
+	return p[:n]
 }
 
 // targetsAAD binds a bot's sealed targets to the bot.

@@ -449,13 +449,17 @@ func (s *SQL) ActivateBot(ctx context.Context, account, id string, tokenHash []b
 	return nil
 }
 
-// TouchBot records that the bot called.
-func (s *SQL) TouchBot(ctx context.Context, id string, at time.Time, version string) error {
-	q, args := `UPDATE bots SET last_seen = ? WHERE id = ?`, []any{us(at), id}
+// TouchBot records that the bot called, with the version and path it
+// reported (each left as it was when empty).
+func (s *SQL) TouchBot(ctx context.Context, id string, at time.Time, version, path string) error {
+	q, args := `UPDATE bots SET last_seen = ?`, []any{us(at)}
 	if version != "" {
-		q, args = `UPDATE bots SET last_seen = ?, version = ? WHERE id = ?`, []any{us(at), version, id}
+		q, args = q+`, version = ?`, append(args, version)
 	}
-	if _, err := s.db.ExecContext(ctx, q, args...); err != nil {
+	if path != "" {
+		q, args = q+`, path = ?`, append(args, path)
+	}
+	if _, err := s.db.ExecContext(ctx, q+` WHERE id = ?`, append(args, id)...); err != nil {
 		return fmt.Errorf("touch bot: %w", err)
 	}
 	return nil

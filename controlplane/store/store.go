@@ -57,8 +57,9 @@ type Store interface {
 	// ActivateBot consumes the token (which must still be tokenHash) of a
 	// bot in activation_pending and records its certificate and host.
 	ActivateBot(ctx context.Context, account, id string, tokenHash []byte, a Activation) error
-	// TouchBot records a call from the bot (last seen).
-	TouchBot(ctx context.Context, id string, at time.Time, version string) error
+	// TouchBot records a call from the bot (last seen), and the version and
+	// path it reported when not empty.
+	TouchBot(ctx context.Context, id string, at time.Time, version, path string) error
 
 	// SetTargets replaces a bot's targets and schedule and queues a
 	// config_changed job (one at most pending).

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/emsign/bot/agent/client"
+	"github.com/emsign/bot/agent/export"
 	"github.com/emsign/bot/agent/netpath"
 	"github.com/emsign/bot/agent/relay"
 	"github.com/emsign/bot/agent/runner"
@@ -23,9 +25,10 @@ import (
 )
 
 type runFlags struct {
-	state    string
-	spoolMax string
-	verbose  bool
+	state     string
+	spoolMax  string
+	exportDir string
+	verbose   bool
 }
 
 func newRunCommand(stderr io.Writer) *cobra.Command {
@@ -41,6 +44,9 @@ func newRunCommand(stderr io.Writer) *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&f.state, "state", state.DefaultDir(), "state directory (written by activate)")
 	fl.StringVar(&f.spoolMax, "spool-max", "1GiB", "cap on findings kept for an unreachable control plane; over it new scans are refused")
+	fl.StringVar(&f.exportDir, "export-dir", "", "also write every scan as a signed bundle `DIR`/<scan-id>.emsbundle, for a control plane\n"+
+		"reached only by removable media (import with emsign-cp import); the upload is unchanged, so a bot\n"+
+		"with no path out fills its spool up to --spool-max and then refuses new scans")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log debug detail")
 	return cmd
 }
@@ -99,11 +105,22 @@ func runService(ctx context.Context, f runFlags, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	r, err := runner.New(runner.Config{Client: c, Spool: sp, Logger: log, Clock: runner.SystemClock{}})
+	rc := runner.Config{Client: c, Spool: sp, Logger: log, Clock: runner.SystemClock{}}
+	if f.exportDir != "" {
+		if err := os.MkdirAll(f.exportDir, 0o700); err != nil {
+			return fmt.Errorf("--export-dir: %w", err)
+		}
+		id, err := export.FromState(st)
+		if err != nil {
+			return err
+		}
+		rc.ExportDir, rc.ExportIdentity = f.exportDir, id
+	}
+	r, err := runner.New(rc)
 	if err != nil {
 		return err
 	}
 	log.Info("starting", "url", st.Settings.URL, "version", version, "time", time.Now().Format(time.RFC3339),
-		"path", np.Describe(), "proxy", np.ProxyRedacted(), "listen", st.Settings.Listen)
+		"path", np.Describe(), "proxy", np.ProxyRedacted(), "listen", st.Settings.Listen, "export_dir", f.exportDir)
 	return r.Run(ctx)
 }
