@@ -329,24 +329,42 @@ func TestLifecycle(t *testing.T) {
 	}
 
 	// Secrets: the token and the target password are nowhere in clear.
-	for _, s := range []string{token, secret} {
-		_ = filepath.WalkDir(data, func(p string, d os.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return nil
-			}
-			if b, _ := os.ReadFile(p); bytes.Contains(b, []byte(s)) {
-				t.Errorf("%s holds a secret in clear", p)
-			}
-			return nil
-		})
-		if strings.Contains(cp.log.String(), s) || strings.Contains(runLog.String(), s) {
-			t.Error("a secret reached a log")
-		}
-	}
+	assertNoSecrets(t, data, nil, map[string]string{"control plane's log": cp.log.String(), "bot's log": runLog.String()}, token, secret)
 	var listed map[string]any
 	cp.api("GET", "/bots/"+botID+"/targets", nil, &listed)
 	if b, _ := json.Marshal(listed); bytes.Contains(b, []byte(secret)) {
 		t.Error("GET targets shows the password")
+	}
+}
+
+// assertNoSecrets checks that no secret is in clear in any file of the
+// control plane's data directory, in the API answers collected, or in the
+// logs given.
+func assertNoSecrets(t *testing.T, data string, answers []byte, logs map[string]string, secrets ...string) {
+	t.Helper()
+	files := 0
+	for _, secret := range secrets {
+		if bytes.Contains(answers, []byte(secret)) {
+			t.Errorf("an API answer shows a secret (%.4s...)", secret)
+		}
+		_ = filepath.WalkDir(data, func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return nil
+			}
+			files++
+			if b, _ := os.ReadFile(p); bytes.Contains(b, []byte(secret)) {
+				t.Errorf("%s holds a secret (%.4s...) in clear", p, secret)
+			}
+			return nil
+		})
+		for name, log := range logs {
+			if strings.Contains(log, secret) {
+				t.Errorf("the %s shows a secret (%.4s...)", name, secret)
+			}
+		}
+	}
+	if files == 0 {
+		t.Error("the control plane's data directory is empty")
 	}
 }
 

@@ -364,29 +364,5 @@ func TestRemoteAndCloudThroughControlPlane(t *testing.T) {
 	}
 	b, _ := json.Marshal(put)
 	answers.Write(b)
-	files := 0
-	for _, secret := range r.secrets {
-		if bytes.Contains(answers.Bytes(), []byte(secret)) {
-			t.Errorf("an API answer shows a secret (%.4s...)", secret)
-		}
-		_ = filepath.WalkDir(data, func(p string, d os.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return nil
-			}
-			files++
-			if b, _ := os.ReadFile(p); bytes.Contains(b, []byte(secret)) {
-				t.Errorf("%s holds a secret (%.4s...) in clear", p, secret)
-			}
-			return nil
-		})
-		if strings.Contains(cp.log.String(), secret) {
-			t.Errorf("the control plane's log shows a secret (%.4s...)", secret)
-		}
-		if strings.Contains(runLog.String(), secret) {
-			t.Errorf("the bot's log shows a secret (%.4s...)", secret)
-		}
-	}
-	if files == 0 {
-		t.Error("the control plane's data directory is empty")
-	}
+	assertNoSecrets(t, data, answers.Bytes(), map[string]string{"control plane's log": cp.log.String(), "bot's log": runLog.String()}, r.secrets...)
 }
