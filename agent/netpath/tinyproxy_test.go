@@ -10,9 +10,8 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/emsign/bot/agent/internal/fakecp"
 	"github.com/emsign/bot/agent/netpath"
 	"github.com/emsign/bot/agent/state"
+	"github.com/emsign/bot/internal/testsvc"
 	"github.com/emsign/bot/protocol"
 )
 
@@ -46,69 +46,11 @@ func freePort(t *testing.T) int {
 // connectPort only; it returns its address and its log file.
 func startTinyproxy(t *testing.T, connectPort string) (addr, logFile string) {
 	t.Helper()
-	bin, err := exec.LookPath("tinyproxy")
-	if err != nil {
-		t.Fatalf("tinyproxy is not installed: install the Debian package tinyproxy (apt-get install tinyproxy): %v", err)
-	}
-	// tinyproxy drops to an unprivileged user when started as root: its
-	// directory must be reachable for it.
-	dir, err := os.MkdirTemp("", "tinyproxy-test-")
+	p, err := strconv.Atoi(connectPort)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	logFile = filepath.Join(dir, "tinyproxy.log")
-	if err := os.WriteFile(logFile, nil, 0o666); err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(logFile, 0o666)
-	port := freePort(t)
-	conf := fmt.Sprintf("Port %d\nListen 127.0.0.1\nTimeout 60\nLogFile %q\nLogLevel Info\nMaxClients 20\nAllow 127.0.0.1\nBasicAuth %s %s\nConnectPort %s\n",
-		port, logFile, proxyUser, proxyPass, connectPort)
-	if os.Geteuid() == 0 {
-		name := "nobody"
-		if _, err := user.Lookup("tinyproxy"); err == nil {
-			name = "tinyproxy"
-		}
-		conf += "User " + name + "\n"
-	}
-	confFile := filepath.Join(dir, "tinyproxy.conf")
-	if err := os.WriteFile(confFile, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	cmd := exec.Command(bin, "-d", "-c", confFile)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
-	addr = fmt.Sprintf("127.0.0.1:%d", port)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return addr, logFile
-		}
-		select {
-		case <-exited:
-			t.Fatalf("tinyproxy exited: %s", out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tinyproxy does not listen on %s: %s", addr, out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return testsvc.StartTinyproxy(t, proxyUser, proxyPass, p)
 }
 
 func activationOptions(t *testing.T, cp *fakecp.Server, proxy string, log *bytes.Buffer) activation.Options {
