@@ -21,19 +21,9 @@ func TestAirgapExportImport(t *testing.T) {
 		t.Skip("builds and runs both programs")
 	}
 	cpBin, botBin := binaries(t)
-	data, state, media := t.TempDir(), t.TempDir(), t.TempDir()
-
-	account := runJSON(t, cpBin, "account", "create", "--data", data, "--name", "Air Gap Corp")["account"].(string)
-	apiKey := runJSON(t, cpBin, "apikey", "create", "--data", data, "--account", account, "--role", "administrator")["api_key"].(string)
-	created := runJSON(t, cpBin, "bot", "create", "--data", data, "--account", account, "--name", "isolated-1")
-	botID, token := created["bot_id"].(string), created["token"].(string)
-
-	cp := &controlPlane{t: t, bin: cpBin, data: data, listen: fmt.Sprintf("127.0.0.1:%d", freePort(t)), apiKey: apiKey}
-	cp.start()
-	if out, err := exec.Command(botBin, "activate", "--state", state, "--account", account, "--token", token,
-		"--url", "https://"+cp.listen, "--ca-file", filepath.Join(data, "ca.pem")).CombinedOutput(); err != nil {
-		t.Fatalf("activate: %v: %s", err, out)
-	}
+	cp, account, botID, state := activatedBot(t, cpBin, botBin, "isolated-1")
+	data := cp.data
+	media := t.TempDir()
 
 	// export scans a folder of certificates into a bundle on the "media".
 	export := func(name string, n int) (string, map[string]bool) {
@@ -78,7 +68,7 @@ func TestAirgapExportImport(t *testing.T) {
 			t.Fatal(err)
 		}
 		req, _ := http.NewRequest("POST", "https://"+cp.listen+"/api/v1/imports", bytes.NewReader(b))
-		req.Header.Set("Authorization", "Bearer "+apiKey)
+		req.Header.Set("Authorization", "Bearer "+cp.apiKey)
 		req.Header.Set("Content-Type", "application/octet-stream")
 		resp, err := cp.client.Do(req)
 		if err != nil {

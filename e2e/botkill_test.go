@@ -24,19 +24,7 @@ func TestBotKilledMidScan(t *testing.T) {
 		t.Skip("builds and runs both programs")
 	}
 	cpBin, botBin := binaries(t)
-	data, state := t.TempDir(), t.TempDir()
-
-	account := runJSON(t, cpBin, "account", "create", "--data", data, "--name", "Example Corp")["account"].(string)
-	apiKey := runJSON(t, cpBin, "apikey", "create", "--data", data, "--account", account, "--role", "administrator")["api_key"].(string)
-	created := runJSON(t, cpBin, "bot", "create", "--data", data, "--account", account, "--name", "edge-1")
-	botID, token := created["bot_id"].(string), created["token"].(string)
-
-	cp := &controlPlane{t: t, bin: cpBin, data: data, listen: fmt.Sprintf("127.0.0.1:%d", freePort(t)), apiKey: apiKey}
-	cp.start()
-	if out, err := exec.Command(botBin, "activate", "--state", state, "--account", account, "--token", token,
-		"--url", "https://"+cp.listen, "--ca-file", filepath.Join(data, "ca.pem")).CombinedOutput(); err != nil {
-		t.Fatalf("activate: %v: %s", err, out)
-	}
+	cp, _, botID, state := activatedBot(t, cpBin, botBin, "edge-1")
 
 	// Many files, so that the bot spools batches, and a server that
 	// accepts and never answers, which holds every scan for the bot's 5 s

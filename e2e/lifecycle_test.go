@@ -337,6 +337,26 @@ func TestLifecycle(t *testing.T) {
 	}
 }
 
+// activatedBot creates an account, an API key and a bot named name, starts
+// emsign-cp and activates the bot into a fresh state directory: the start of
+// every test that runs a bot against the control plane.
+func activatedBot(t *testing.T, cpBin, botBin, name string) (cp *controlPlane, account, botID, state string) {
+	t.Helper()
+	data, state := t.TempDir(), t.TempDir()
+	account = runJSON(t, cpBin, "account", "create", "--data", data, "--name", "Example Corp")["account"].(string)
+	apiKey := runJSON(t, cpBin, "apikey", "create", "--data", data, "--account", account, "--role", "administrator")["api_key"].(string)
+	created := runJSON(t, cpBin, "bot", "create", "--data", data, "--account", account, "--name", name)
+	botID, token := created["bot_id"].(string), created["token"].(string)
+
+	cp = &controlPlane{t: t, bin: cpBin, data: data, listen: fmt.Sprintf("127.0.0.1:%d", freePort(t)), apiKey: apiKey}
+	cp.start()
+	if out, err := exec.Command(botBin, "activate", "--state", state, "--account", account, "--token", token,
+		"--url", "https://"+cp.listen, "--ca-file", filepath.Join(data, "ca.pem")).CombinedOutput(); err != nil {
+		t.Fatalf("activate: %v: %s", err, out)
+	}
+	return cp, account, botID, state
+}
+
 // assertNoSecrets checks that no secret is in clear in any file of the
 // control plane's data directory, in the API answers collected, or in the
 // logs given.

@@ -297,19 +297,8 @@ func TestRemoteAndCloudThroughControlPlane(t *testing.T) {
 	r := remoteFixture(t)
 	targets := r.targets(true)
 
-	data, state := t.TempDir(), t.TempDir()
-	account := runJSON(t, cpBin, "account", "create", "--data", data, "--name", "Example Corp")["account"].(string)
-	apiKey := runJSON(t, cpBin, "apikey", "create", "--data", data, "--account", account, "--role", "administrator")["api_key"].(string)
-	created := runJSON(t, cpBin, "bot", "create", "--data", data, "--account", account, "--name", "remote-1")
-	botID, token := created["bot_id"].(string), created["token"].(string)
-
-	cp := &controlPlane{t: t, bin: cpBin, data: data, listen: fmt.Sprintf("127.0.0.1:%d", freePort(t)), apiKey: apiKey}
-	cp.start()
-	act := exec.Command(botBin, "activate", "--state", state, "--account", account, "--token", token,
-		"--url", "https://"+cp.listen, "--ca-file", filepath.Join(data, "ca.pem"))
-	if out, err := act.CombinedOutput(); err != nil {
-		t.Fatalf("activate: %v\n%s", err, out)
-	}
+	cp, _, botID, state := activatedBot(t, cpBin, botBin, "remote-1")
+	data := cp.data
 
 	body := map[string]any{
 		"targets":  []string{targets["ssh://"], targets["aws://"], targets["f5://"], targets["cloudflare://"]},

@@ -17,7 +17,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -267,19 +266,8 @@ func TestDirectoryAndHSMThroughControlPlane(t *testing.T) {
 	s, ldapWant, outside := ldapFixture(t, ldapPW)
 	h, hsmWant, _ := hsmFixture(t, label, pin)
 
-	data, state := t.TempDir(), t.TempDir()
-	account := runJSON(t, cpBin, "account", "create", "--data", data, "--name", "Example Corp")["account"].(string)
-	apiKey := runJSON(t, cpBin, "apikey", "create", "--data", data, "--account", account, "--role", "administrator")["api_key"].(string)
-	created := runJSON(t, cpBin, "bot", "create", "--data", data, "--account", account, "--name", "pki-1")
-	botID, token := created["bot_id"].(string), created["token"].(string)
-
-	cp := &controlPlane{t: t, bin: cpBin, data: data, listen: fmt.Sprintf("127.0.0.1:%d", freePort(t)), apiKey: apiKey}
-	cp.start()
-	act := exec.Command(botBin, "activate", "--state", state, "--account", account, "--token", token,
-		"--url", "https://"+cp.listen, "--ca-file", filepath.Join(data, "ca.pem"))
-	if out, err := act.CombinedOutput(); err != nil {
-		t.Fatalf("activate: %v\n%s", err, out)
-	}
+	cp, _, botID, state := activatedBot(t, cpBin, botBin, "pki-1")
+	data := cp.data
 
 	targets := map[string]any{
 		"targets": []string{
