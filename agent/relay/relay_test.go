@@ -23,6 +23,7 @@ import (
 	"github.com/emsign/bot/agent/netpath"
 	"github.com/emsign/bot/agent/relay"
 	"github.com/emsign/bot/agent/state"
+	"github.com/emsign/bot/internal/testlog"
 	"github.com/emsign/bot/protocol"
 )
 
@@ -286,7 +287,7 @@ func echoServer(t *testing.T) string {
 }
 
 func TestRelayRefusesBeyondItsTunnelLimit(t *testing.T) {
-	var logs syncBuffer
+	var logs testlog.Buffer
 	r := startRelay(t, relay.Config{Upstream: echoServer(t), MaxTunnels: 2, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	var open []net.Conn
 	for i := range 2 {
@@ -391,21 +392,4 @@ func TestRelayIdleTimeout(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("idle tunnel closed after %v", d)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

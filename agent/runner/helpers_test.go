@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -26,33 +25,16 @@ import (
 	"github.com/emsign/bot/agent/internal/fakecp"
 	"github.com/emsign/bot/agent/spool"
 	"github.com/emsign/bot/agent/state"
+	"github.com/emsign/bot/internal/testlog"
 	"github.com/emsign/bot/protocol"
 )
-
-// syncBuffer is a log sink tests read while the bot writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // bot is an activated bot against a fake control plane.
 type bot struct {
 	t     *testing.T
 	cp    *fakecp.Server
 	dir   string
-	logs  *syncBuffer
+	logs  *testlog.Buffer
 	clock Clock
 	// tweak adjusts each runner's configuration.
 	tweak func(*Config)
@@ -75,7 +57,7 @@ func newBot(t *testing.T) *bot {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	return &bot{t: t, cp: cp, dir: dir, logs: &syncBuffer{}, clock: SystemClock{}}
+	return &bot{t: t, cp: cp, dir: dir, logs: &testlog.Buffer{}, clock: SystemClock{}}
 }
 
 // start runs a runner on the bot's state directory, as `emsign-bot run`

@@ -8,29 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/emsign/bot/agent/internal/fakecp"
+	"github.com/emsign/bot/internal/testlog"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -66,7 +49,7 @@ func TestRunRelaysForAnotherBot(t *testing.T) {
 	}
 	ctxA, cancelA := context.WithCancel(context.Background())
 	defer cancelA()
-	var logA lockedBuffer
+	var logA testlog.Buffer
 	doneA := make(chan int, 1)
 	go func() {
 		doneA <- run(ctxA, []string{"run", "--state", dirA}, strings.NewReader(""), &bytes.Buffer{}, &logA)
@@ -92,7 +75,7 @@ func TestRunRelaysForAnotherBot(t *testing.T) {
 	var gets0 int
 	cp.Do(func(cp *fakecp.Server) { gets0 = cp.ConfigGets })
 	ctxB, cancelB := context.WithCancel(context.Background())
-	var logB lockedBuffer
+	var logB testlog.Buffer
 	doneB := make(chan int, 1)
 	go func() {
 		doneB <- run(ctxB, []string{"run", "--state", dirB}, strings.NewReader(""), &bytes.Buffer{}, &logB)
