@@ -17,6 +17,7 @@ declare -A package_of=(
 	[sudo]=sudo
 	[tinyproxy]=tinyproxy
 	[update-ca-certificates]=ca-certificates
+	[chromium]=chromium
 )
 
 missing=()

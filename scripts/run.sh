@@ -41,6 +41,14 @@ if [ ! -f "$RUN/demo.env" ]; then
 fi
 # shellcheck disable=SC1091
 . "$RUN/demo.env"
+if [ ! -f "$RUN/admin-password" ]; then
+	# The dashboard's first user: a random password, kept in a file only
+	# its owner can read (the control plane stores an argon2id hash).
+	(umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$RUN/admin-password.tmp")
+	bin/emsign-cp user create --data "$DATA" --account "$ACCOUNT" --email admin@demo.local \
+		--role administrator --name "Demo administrator" --password-file "$RUN/admin-password.tmp" >/dev/null
+	mv "$RUN/admin-password.tmp" "$RUN/admin-password"
+fi
 # A new API key each run, shown once below.
 API_KEY=$(bin/emsign-cp apikey create --data "$DATA" --account "$ACCOUNT" --role administrator | json_field api_key)
 
@@ -75,6 +83,7 @@ certs=$(api GET "/certificates?limit=1000" | grep -o '"fingerprint_sha256"' | wc
 cat <<MSG
 
 emSign control plane: $URL   (CA: $DATA/ca.pem)
+dashboard: $URL/   log in as admin@demo.local, password in $RUN/admin-password
 account:  $ACCOUNT
 API key:  $API_KEY
 bot:      $BOT_ID   (state: $STATE)

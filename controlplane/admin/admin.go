@@ -242,3 +242,36 @@ func ViewScan(s store.Scan) ScanView {
 	return ScanView{ID: s.ID, Trigger: s.Trigger, Queued: s.Queued, Started: s.Started, Finished: s.Finished, Targets: s.Targets,
 		Batches: s.Batches, Certificates: s.Certificates, Errors: s.Errors, Complete: s.Complete, Stopped: s.Stopped}
 }
+
+// APIKeyID is the public ID of a key CreateAPIKey made ("" for another
+// string): what logs and the audit log name it by.
+func APIKeyID(key string) string {
+	rest, ok := strings.CutPrefix(key, apiKeyPrefix)
+	if !ok {
+		return ""
+	}
+	id, _, ok := strings.Cut(rest, "_")
+	if !ok {
+		return ""
+	}
+	return id
+}
+
+// UserView is a user as the user API and `emsign-cp user list` show it:
+// never a password hash or a TOTP secret.
+type UserView struct {
+	ID        string     `json:"id"`
+	Email     string     `json:"email"`
+	Name      string     `json:"name"`
+	Role      string     `json:"role"`
+	Disabled  bool       `json:"disabled"`
+	TwoFactor bool       `json:"two_factor"`
+	Created   time.Time  `json:"created"`
+	LastLogin *time.Time `json:"last_login"`
+}
+
+// ViewUser describes a user.
+func ViewUser(u store.User) UserView {
+	return UserView{ID: u.ID, Email: u.Email, Name: u.Name, Role: u.Role, Disabled: u.Disabled,
+		TwoFactor: len(u.TOTPSealed) > 0, Created: u.CreatedAt, LastLogin: u.LastLogin}
+}

@@ -135,42 +135,9 @@ func capPath(p string) string {
 	return p[:n]
 }
 
-// targetsAAD binds a bot's sealed targets to the bot.
-func targetsAAD(botID string) []byte { return []byte("emsign-cp/targets/" + botID) }
-
-type sealedTargets struct {
-	Targets []string `json:"targets"`
-}
-
-func (s *Server) openTargets(b store.Bot) ([]string, error) {
-	if len(b.Targets.Sealed) == 0 {
-		return []string{}, nil
-	}
-	p, err := s.sealer.Open(b.Targets.Sealed, targetsAAD(b.ID))
-	if err != nil {
-		return nil, fmt.Errorf("bot %s targets: %w", b.ID, err)
-	}
-	var t sealedTargets
-	if err := json.Unmarshal(p, &t); err != nil {
-		return nil, fmt.Errorf("bot %s targets: %w", b.ID, err)
-	}
-	if t.Targets == nil {
-		t.Targets = []string{}
-	}
-	return t.Targets, nil
-}
-
-func (s *Server) sealTargets(botID string, targets []string) ([]byte, error) {
-	p, err := json.Marshal(sealedTargets{Targets: targets})
-	if err != nil {
-		return nil, err
-	}
-	return s.sealer.Seal(p, targetsAAD(botID))
-}
-
 // BotConfig is what GET /bot/v1/config answers for b, with its version.
 func (s *Server) BotConfig(b store.Bot) (protocol.BotConfig, error) {
-	targets, err := s.openTargets(b)
+	targets, err := s.ops.OpenTargets(b)
 	if err != nil {
 		return protocol.BotConfig{}, err
 	}
@@ -289,7 +256,7 @@ func (s *Server) botJobs(w http.ResponseWriter, r *http.Request, b store.Bot) {
 		wait = min(d, s.maxWait)
 	}
 	// Subscribe before looking, so that a job queued in between wakes us.
-	wake, cancel := s.notify.Subscribe(b.ID)
+	wake, cancel := s.ops.Notifier().Subscribe(b.ID)
 	defer cancel()
 	timer := time.NewTimer(wait)
 	defer timer.Stop()

@@ -90,8 +90,8 @@ func TestUserBotRoutes(t *testing.T) {
 	}{
 		{map[string]any{"targets": []string{"tls://h:443", "gopher://x"}}, "targets[1]"},
 		{map[string]any{"targets": []string{"file:///x?password=topsecret&colour=red"}}, "targets[0]"},
-		{map[string]any{"targets": []string{}, "schedule": map[string]string{"kind": "hourly"}}, "schedule kind"},
-		{map[string]any{"targets": []string{}, "schedule": map[string]string{"kind": "daily", "time": "25:00"}}, "schedule time"},
+		{map[string]any{"targets": []string{}, "schedule": map[string]string{"kind": "hourly"}}, "schedule.kind"},
+		{map[string]any{"targets": []string{}, "schedule": map[string]string{"kind": "daily", "time": "25:00"}}, "schedule.time"},
 		{map[string]any{"targets": []string{}, "schedule": map[string]string{"kind": "daily", "time": "01:00", "timezone": "Mars/Base"}}, "timezone"},
 		{map[string]any{"targets": []string{}, "threads": -1}, "threads"},
 		{map[string]any{"targets": []string{}, "max_runtime": "soon"}, "duration"},

@@ -1,5 +1,7 @@
 // Package server is the control plane's HTTPS face: the bot API under
-// /bot/v1 (mTLS after activation) and the user API under /api/v1 (API keys).
+// /bot/v1 (mTLS after activation), the user API under /api/v1 (API keys,
+// each with a role that every route enforces) and, when configured, the
+// dashboard at every other path.
 package server
 
 import (
@@ -15,7 +17,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/emsign/bot/controlplane/ops"
 	"github.com/emsign/bot/controlplane/pki"
+	"github.com/emsign/bot/controlplane/rbac"
 	"github.com/emsign/bot/controlplane/seal"
 	"github.com/emsign/bot/controlplane/store"
 	"github.com/emsign/bot/protocol"
@@ -31,6 +35,12 @@ type Config struct {
 	Now func() time.Time
 	// MaxWait bounds a job long poll; 60s when zero.
 	MaxWait time.Duration
+	// Ops makes the user API's changes; nil makes one from Store, Sealer,
+	// Logger and Now. The bot API's long polls wake on its Notifier, so
+	// the dashboard must share it.
+	Ops *ops.Ops
+	// Dashboard, when set, serves every path outside /api/v1/ and /bot/v1/.
+	Dashboard http.Handler
 }
 
 // Server serves both APIs. Close it before shutting the HTTP server down,
@@ -38,11 +48,10 @@ type Config struct {
 type Server struct {
 	st      store.Store
 	ca      *pki.CA
-	sealer  *seal.Sealer
 	log     *slog.Logger
 	now     func() time.Time
 	maxWait time.Duration
-	notify  *Notifier
+	ops     *ops.Ops
 	mux     *http.ServeMux
 
 	closeOnce sync.Once
@@ -51,12 +60,12 @@ type Server struct {
 
 // New checks cfg and builds the server.
 func New(cfg Config) (*Server, error) {
-	if cfg.Store == nil || cfg.CA == nil || cfg.Sealer == nil || cfg.Logger == nil {
-		return nil, errors.New("server: store, CA, sealer and logger are required")
+	if cfg.Store == nil || cfg.CA == nil || cfg.Logger == nil || (cfg.Sealer == nil && cfg.Ops == nil) {
+		return nil, errors.New("server: store, CA, sealer (or ops) and logger are required")
 	}
 	s := &Server{
-		st: cfg.Store, ca: cfg.CA, sealer: cfg.Sealer, log: cfg.Logger, now: cfg.Now, maxWait: cfg.MaxWait,
-		notify: NewNotifier(), mux: http.NewServeMux(), closing: make(chan struct{}),
+		st: cfg.Store, ca: cfg.CA, log: cfg.Logger, now: cfg.Now, maxWait: cfg.MaxWait,
+		ops: cfg.Ops, mux: http.NewServeMux(), closing: make(chan struct{}),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -64,14 +73,22 @@ func New(cfg Config) (*Server, error) {
 	if s.maxWait <= 0 {
 		s.maxWait = 60 * time.Second
 	}
-	s.routes()
+	if s.ops == nil {
+		o, err := ops.New(ops.Config{Store: cfg.Store, Sealer: cfg.Sealer, Logger: cfg.Logger, Now: cfg.Now})
+		if err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		s.ops = o
+	}
+	s.routes(cfg.Dashboard)
 	return s, nil
 }
 
 // Close ends the long polls in progress; later ones return at once.
 func (s *Server) Close() { s.closeOnce.Do(func() { close(s.closing) }) }
 
-// Handler is the HTTP handler of both APIs, with request logging.
+// Handler is the HTTP handler of both APIs (and the dashboard), with
+// request logging.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := s.now()
@@ -111,7 +128,7 @@ func (w *statusWriter) Flush() {
 	}
 }
 
-func (s *Server) routes() {
+func (s *Server) routes(dashboard http.Handler) {
 	m := s.mux
 	// Bot API.
 	m.HandleFunc("POST "+protocol.PathActivate, s.activate)
@@ -125,28 +142,51 @@ func (s *Server) routes() {
 		writeError(w, http.StatusNotFound, "no such bot API call")
 	})
 
-	// User API.
+	// User API: every route names the permission it needs (reads
+	// included) and, for changes, the audit action a refusal records.
 	const p = "/api/v1"
-	m.Handle("GET "+p+"/bots", s.user(s.listBots))
-	m.Handle("POST "+p+"/bots", s.user(s.createBot))
-	m.Handle("GET "+p+"/bots/{id}", s.user(s.getBot))
-	m.Handle("PATCH "+p+"/bots/{id}", s.user(s.patchBot))
-	m.Handle("POST "+p+"/bots/{id}/suspend", s.user(s.setStatus(protocol.BotSuspended)))
-	m.Handle("POST "+p+"/bots/{id}/deactivate", s.user(s.setStatus(protocol.BotInactive)))
-	m.Handle("POST "+p+"/bots/{id}/token", s.user(s.regenerateToken))
-	m.Handle("GET "+p+"/bots/{id}/targets", s.user(s.getTargets))
-	m.Handle("PUT "+p+"/bots/{id}/targets", s.user(s.putTargets))
-	m.Handle("POST "+p+"/bots/{id}/targets/import", s.user(s.importTargets))
-	m.Handle("POST "+p+"/bots/{id}/scans", s.user(s.runScan))
-	m.Handle("GET "+p+"/bots/{id}/scans", s.user(s.listScans))
-	m.Handle("GET "+p+"/bots/{id}/scans/{scan}", s.user(s.getScan))
-	m.Handle("GET "+p+"/certificates", s.user(s.listCertificates))
-	m.Handle("GET "+p+"/certificates/{fp}", s.user(s.getCertificate))
-	m.Handle("GET "+p+"/certificates/{fp}/download", s.user(s.downloadCertificate))
-	m.Handle("POST "+protocol.PathImports, s.user(s.importBundle))
+	for _, rt := range []struct {
+		pattern string
+		perm    rbac.Permission
+		action  string
+		h       userHandler
+	}{
+		{"GET " + p + "/dashboard", rbac.ViewDashboard, "", s.getDashboard},
+		{"GET " + p + "/audit", rbac.ViewAudit, "", s.listAudit},
+		{"GET " + p + "/bots", rbac.ViewBots, "", s.listBots},
+		{"POST " + p + "/bots", rbac.ManageBots, "bot.create", s.createBot},
+		{"GET " + p + "/bots/{id}", rbac.ViewBots, "", s.getBot},
+		{"PATCH " + p + "/bots/{id}", rbac.ManageBots, "bot.update", s.patchBot},
+		{"POST " + p + "/bots/{id}/suspend", rbac.ManageBots, "bot.suspend", s.setStatus(protocol.BotSuspended)},
+		{"POST " + p + "/bots/{id}/deactivate", rbac.ManageBots, "bot.deactivate", s.setStatus(protocol.BotInactive)},
+		{"POST " + p + "/bots/{id}/token", rbac.ManageBots, "bot.token", s.regenerateToken},
+		{"GET " + p + "/bots/{id}/targets", rbac.ViewBots, "", s.getTargets},
+		{"PUT " + p + "/bots/{id}/targets", rbac.ManageBots, "targets.update", s.putTargets},
+		{"POST " + p + "/bots/{id}/targets/import", rbac.ManageBots, "targets.import", s.importTargets},
+		{"POST " + p + "/bots/{id}/scans", rbac.ManageBots, "bot.scan", s.runScan},
+		{"GET " + p + "/bots/{id}/scans", rbac.ViewBots, "", s.listScans},
+		{"GET " + p + "/bots/{id}/scans/{scan}", rbac.ViewBots, "", s.getScan},
+		{"GET " + p + "/certificates", rbac.ViewCertificates, "", s.listCertificates},
+		{"GET " + p + "/certificates/{fp}", rbac.ViewCertificates, "", s.getCertificate},
+		{"GET " + p + "/certificates/{fp}/download", rbac.ViewCertificates, "", s.downloadCertificate},
+		{"POST " + protocol.PathImports, rbac.ImportBundles, "bundle.import", s.importBundle},
+		{"GET " + p + "/users", rbac.ViewUsers, "", s.listUsers},
+		{"POST " + p + "/users", rbac.ManageUsers, "user.create", s.createUser},
+		{"GET " + p + "/apikeys", rbac.ViewUsers, "", s.listAPIKeys},
+		{"POST " + p + "/apikeys", rbac.ManageUsers, "apikey.create", s.createAPIKey},
+		{"DELETE " + p + "/apikeys/{id}", rbac.ManageUsers, "apikey.revoke", s.revokeAPIKey},
+	} {
+		m.Handle(rt.pattern, s.user(rt.perm, rt.action, rt.h))
+	}
 	m.HandleFunc(p+"/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API route")
 	})
+
+	// The dashboard takes the rest; the API prefixes above are more
+	// specific patterns, so they keep precedence.
+	if dashboard != nil {
+		m.Handle("/", dashboard)
+	}
 }
 
 // ---- JSON helpers
@@ -206,6 +246,26 @@ func jsonError(err error) error {
 	default:
 		// Field errors from UnmarshalJSON methods (e.g. a bad duration).
 		return fmt.Errorf("body: %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+}
+
+// invalidResponse is a 400 answer naming the field at fault.
+type invalidResponse struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"`
+}
+
+// opsError answers a failed change: forbidden (403), bad input (400 naming
+// the field), or what the store said.
+func (s *Server) opsError(w http.ResponseWriter, r *http.Request, err error) {
+	var ie *ops.InvalidError
+	switch {
+	case errors.Is(err, ops.ErrForbidden):
+		writeError(w, http.StatusForbidden, err.Error())
+	case errors.As(err, &ie):
+		writeJSON(w, http.StatusBadRequest, invalidResponse{Error: ie.Error(), Field: ie.Field})
+	default:
+		s.storeError(w, r, err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -14,13 +15,20 @@ import (
 	"github.com/smallstep/pkcs7"
 
 	"github.com/emsign/bot/controlplane/admin"
+	"github.com/emsign/bot/controlplane/ops"
+	"github.com/emsign/bot/controlplane/rbac"
 	"github.com/emsign/bot/controlplane/store"
-	"github.com/emsign/bot/protocol"
 )
 
-// user authenticates an API key (Authorization: Bearer KEY); the handler
-// works within the key's account only.
-func (s *Server) user(h func(http.ResponseWriter, *http.Request, store.APIKey)) http.Handler {
+// userHandler serves a user API route for an authenticated API key, as
+// the actor ops sees.
+type userHandler func(w http.ResponseWriter, r *http.Request, k store.APIKey, a ops.Actor)
+
+// user authenticates an API key (Authorization: Bearer KEY) and checks
+// that its role has perm; the handler works within the key's account only.
+// A refusal is audited: action names the change attempted ("" for a
+// read, which the audit entry names by method and route).
+func (s *Server) user(perm rbac.Permission, action string, h userHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		auth := r.Header.Get("Authorization")
 		scheme, key, ok := strings.Cut(auth, " ")
@@ -39,13 +47,36 @@ func (s *Server) user(h func(http.ResponseWriter, *http.Request, store.APIKey)) 
 			s.storeError(w, r, err)
 			return
 		}
-		h(w, r, k)
+		a := ops.Actor{Account: k.Account, Kind: ops.ActorAPIKey, ID: k.ID, Name: k.ID, Role: rbac.Role(k.Role),
+			Remote: remoteIP(r)}
+		if !rbac.Can(a.Role, perm) {
+			why := fmt.Sprintf("your role (%s) lacks %s", a.Role, perm)
+			what := action
+			if what == "" {
+				what = r.Pattern
+			}
+			if err := s.ops.Record(r.Context(), a, ops.ActionDenied, r.PathValue("id"), what+": "+why); err != nil {
+				s.log.Error("audit entry not written", "account", a.Account, "actor", a.Name, "err", err)
+			}
+			writeError(w, http.StatusForbidden, ops.ErrForbidden.Error()+": "+why)
+			return
+		}
+		h(w, r, k, a)
 	})
+}
+
+// remoteIP is the client's address without the port.
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // ---- bots
 
-func (s *Server) listBots(w http.ResponseWriter, r *http.Request, k store.APIKey) {
+func (s *Server) listBots(w http.ResponseWriter, r *http.Request, k store.APIKey, _ ops.Actor) {
 	bots, err := s.st.Bots(r.Context(), k.Account)
 	if err != nil {
 		s.storeError(w, r, err)
@@ -63,21 +94,25 @@ func (s *Server) listBots(w http.ResponseWriter, r *http.Request, k store.APIKey
 	writeJSON(w, http.StatusOK, map[string]any{"bots": out})
 }
 
-func (s *Server) getBot(w http.ResponseWriter, r *http.Request, k store.APIKey) {
+func (s *Server) getBot(w http.ResponseWriter, r *http.Request, k store.APIKey, _ ops.Actor) {
 	b, err := s.st.Bot(r.Context(), k.Account, r.PathValue("id"))
 	if err != nil {
 		s.storeError(w, r, err)
 		return
 	}
+	s.writeBot(w, r, b, http.StatusOK)
+}
+
+func (s *Server) writeBot(w http.ResponseWriter, r *http.Request, b store.Bot, status int) {
 	v, err := admin.ViewBot(r.Context(), s.st, b, s.now())
 	if err != nil {
 		s.storeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, v)
+	writeJSON(w, status, v)
 }
 
-func (s *Server) createBot(w http.ResponseWriter, r *http.Request, k store.APIKey) {
+func (s *Server) createBot(w http.ResponseWriter, r *http.Request, k store.APIKey, a ops.Actor) {
 	var req struct {
 		Name  string `json:"name"`
 		Group string `json:"group"`
@@ -86,28 +121,16 @@ func (s *Server) createBot(w http.ResponseWriter, r *http.Request, k store.APIKe
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if strings.TrimSpace(req.Name) == "" {
-		writeError(w, http.StatusBadRequest, "name: required")
-		return
-	}
-	id, token, err := admin.CreateBot(r.Context(), s.st, k.Account, req.Name, req.Group)
+	id, token, err := s.ops.CreateBot(r.Context(), a, req.Name, req.Group)
 	if err != nil {
-		if errors.Is(err, store.ErrBotLimit) || errors.Is(err, store.ErrNotFound) {
-			s.storeError(w, r, err)
-			return
-		}
-		if strings.HasPrefix(err.Error(), "name: ") {
-			writeError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		s.storeError(w, r, err)
+		s.opsError(w, r, err)
 		return
 	}
 	s.log.Info("bot created", "account", k.Account, "bot", id)
 	writeJSON(w, http.StatusCreated, map[string]string{"bot_id": id, "account": k.Account, "token": token})
 }
 
-func (s *Server) patchBot(w http.ResponseWriter, r *http.Request, k store.APIKey) {
+func (s *Server) patchBot(w http.ResponseWriter, r *http.Request, k store.APIKey, a ops.Actor) {
 	var req struct {
 		Name  *string      `json:"name"`
 		Group *string      `json:"group"`
@@ -117,44 +140,19 @@ func (s *Server) patchBot(w http.ResponseWriter, r *http.Request, k store.APIKey
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if req.Name != nil {
-		n := strings.TrimSpace(*req.Name)
-		if n == "" || len(n) > 200 {
-			writeError(w, http.StatusBadRequest, "name: want 1 to 200 characters")
-			return
-		}
-		req.Name = &n
-	}
-	if req.Tags != nil {
-		if len(*req.Tags) > 100 {
-			writeError(w, http.StatusBadRequest, "tags: at most 100")
-			return
-		}
-		for i, t := range *req.Tags {
-			if strings.TrimSpace(t.Name) == "" {
-				writeError(w, http.StatusBadRequest, fmt.Sprintf("tags[%d].name: required", i))
-				return
-			}
-		}
-	}
-	b, err := s.st.UpdateBot(r.Context(), k.Account, r.PathValue("id"), store.BotPatch{Name: req.Name, Group: req.Group, Tags: req.Tags})
+	b, err := s.ops.UpdateBot(r.Context(), a, r.PathValue("id"), store.BotPatch{Name: req.Name, Group: req.Group, Tags: req.Tags})
 	if err != nil {
-		s.storeError(w, r, err)
+		s.opsError(w, r, err)
 		return
 	}
-	v, err := admin.ViewBot(r.Context(), s.st, b, s.now())
-	if err != nil {
-		s.storeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, v)
+	s.writeBot(w, r, b, http.StatusOK)
 }
 
-func (s *Server) setStatus(status string) func(http.ResponseWriter, *http.Request, store.APIKey) {
-	return func(w http.ResponseWriter, r *http.Request, k store.APIKey) {
+func (s *Server) setStatus(status string) userHandler {
+	return func(w http.ResponseWriter, r *http.Request, k store.APIKey, a ops.Actor) {
 		id := r.PathValue("id")
-		if err := s.st.SetBotStatus(r.Context(), k.Account, id, status); err != nil {
-			s.storeError(w, r, err)
+		if err := s.ops.SetBotStatus(r.Context(), a, id, status); err != nil {
+			s.opsError(w, r, err)
 			return
 		}
 		s.log.Info("bot status changed", "account", k.Account, "bot", id, "status", status)
@@ -162,11 +160,11 @@ func (s *Server) setStatus(status string) func(http.ResponseWriter, *http.Reques
 	}
 }
 
-func (s *Server) regenerateToken(w http.ResponseWriter, r *http.Request, k store.APIKey) {
+func (s *Server) regenerateToken(w http.ResponseWriter, r *http.Request, k store.APIKey, a ops.Actor) {
 	id := r.PathValue("id")
-	token, err := admin.RegenerateToken(r.Context(), s.st, k.Account, id)
+	token, err := s.ops.RegenerateToken(r.Context(), a, id)
 	if err != nil {
-		s.storeError(w, r, err)
+		s.opsError(w, r, err)
 		return
 	}
 	s.log.Info("bot token regenerated; certificate revoked", "account", k.Account, "bot", id)
@@ -175,126 +173,35 @@ func (s *Server) regenerateToken(w http.ResponseWriter, r *http.Request, k store
 
 // ---- targets
 
-// TargetsRequest is the body of PUT /api/v1/bots/{id}/targets.
-type TargetsRequest struct {
-	Targets    []string          `json:"targets"`
-	Schedule   protocol.Schedule `json:"schedule"`
-	Threads    int               `json:"threads"`
-	MaxRuntime protocol.Duration `json:"max_runtime"`
-}
+// TargetsRequest is the body of PUT /api/v1/bots/{id}/targets, and the
+// answer of the targets routes (secrets redacted).
+type TargetsRequest = ops.TargetSettings
 
-// Limits of a bot's configuration.
-const (
-	maxTargets = 1000
-	maxThreads = 4096
-)
-
-// parseTarget validates a target as the bot will read it.
-func parseTarget(raw string) (protocol.Target, error) {
-	return protocol.ParseTargetUnresolved(raw)
-}
-
-// redactTarget is a target safe to show: its secrets replaced.
-func redactTarget(raw string) string {
-	t, err := parseTarget(raw)
+func (s *Server) getTargets(w http.ResponseWriter, r *http.Request, _ store.APIKey, a ops.Actor) {
+	ts, err := s.ops.Targets(r.Context(), a, r.PathValue("id"))
 	if err != nil {
-		// Stored targets were validated; if the parser changed since, show
-		// only the scheme.
-		scheme, _, _ := strings.Cut(raw, ":")
-		return scheme + "://(not readable: " + "REDACTED" + ")"
-	}
-	return t.String()
-}
-
-func (s *Server) getTargets(w http.ResponseWriter, r *http.Request, k store.APIKey) {
-	b, err := s.st.Bot(r.Context(), k.Account, r.PathValue("id"))
-	if err != nil {
-		s.storeError(w, r, err)
+		s.opsError(w, r, err)
 		return
 	}
-	s.writeTargets(w, r, b)
+	writeJSON(w, http.StatusOK, ts)
 }
 
-func (s *Server) writeTargets(w http.ResponseWriter, r *http.Request, b store.Bot) {
-	raw, err := s.openTargets(b)
-	if err != nil {
-		s.storeError(w, r, err)
-		return
-	}
-	shown := make([]string, len(raw))
-	for i, t := range raw {
-		shown[i] = redactTarget(t)
-	}
-	sched := b.Targets.Schedule
-	if sched.Kind == "" {
-		sched.Kind = protocol.ScheduleOnDemand
-	}
-	writeJSON(w, http.StatusOK, TargetsRequest{Targets: shown, Schedule: sched, Threads: b.Targets.Threads,
-		MaxRuntime: protocol.Duration(b.Targets.MaxRuntime)})
-}
-
-func (s *Server) putTargets(w http.ResponseWriter, r *http.Request, k store.APIKey) {
+func (s *Server) putTargets(w http.ResponseWriter, r *http.Request, k store.APIKey, a ops.Actor) {
 	var req TargetsRequest
 	if err := readJSON(w, r, &req, maxBody, true); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if req.Targets == nil {
-		req.Targets = []string{}
-	}
-	if len(req.Targets) > maxTargets {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("targets: at most %d", maxTargets))
-		return
-	}
-	for i, t := range req.Targets {
-		if _, err := parseTarget(t); err != nil {
-			// The TargetError shows the target with its secrets redacted.
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("targets[%d]: %v", i, err))
-			return
-		}
-	}
-	if req.Schedule.Kind == "" {
-		req.Schedule.Kind = protocol.ScheduleOnDemand
-	}
-	if err := req.Schedule.Validate(); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	if req.Threads < 0 || req.Threads > maxThreads {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("threads: want 0 (the bot's default) to %d", maxThreads))
-		return
-	}
-	b, err := s.st.Bot(r.Context(), k.Account, r.PathValue("id"))
+	ts, err := s.ops.SetTargets(r.Context(), a, r.PathValue("id"), req)
 	if err != nil {
-		s.storeError(w, r, err)
+		s.opsError(w, r, err)
 		return
 	}
-	s.saveTargets(w, r, k, b, req)
+	s.log.Info("bot targets changed", "account", k.Account, "bot", r.PathValue("id"), "targets", len(ts.Targets))
+	writeJSON(w, http.StatusOK, ts)
 }
 
-func (s *Server) saveTargets(w http.ResponseWriter, r *http.Request, k store.APIKey, b store.Bot, req TargetsRequest) {
-	sealed, err := s.sealTargets(b.ID, req.Targets)
-	if err != nil {
-		s.storeError(w, r, err)
-		return
-	}
-	tc := store.TargetConfig{Sealed: sealed, Count: len(req.Targets), Schedule: req.Schedule, Threads: req.Threads,
-		MaxRuntime: time.Duration(req.MaxRuntime)}
-	if err := s.st.SetTargets(r.Context(), k.Account, b.ID, tc, admin.NewID()); err != nil {
-		s.storeError(w, r, err)
-		return
-	}
-	s.notify.Notify(b.ID)
-	s.log.Info("bot targets changed", "account", k.Account, "bot", b.ID, "targets", len(req.Targets))
-	b, err = s.st.Bot(r.Context(), k.Account, b.ID)
-	if err != nil {
-		s.storeError(w, r, err)
-		return
-	}
-	s.writeTargets(w, r, b)
-}
-
-func (s *Server) importTargets(w http.ResponseWriter, r *http.Request, k store.APIKey) {
+func (s *Server) importTargets(w http.ResponseWriter, r *http.Request, k store.APIKey, a ops.Actor) {
 	var req struct {
 		FromBot string `json:"from_bot"`
 	}
@@ -302,70 +209,28 @@ func (s *Server) importTargets(w http.ResponseWriter, r *http.Request, k store.A
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if req.FromBot == "" {
-		writeError(w, http.StatusBadRequest, "from_bot: required")
-		return
-	}
-	dst, err := s.st.Bot(r.Context(), k.Account, r.PathValue("id"))
+	ts, err := s.ops.ImportTargets(r.Context(), a, r.PathValue("id"), req.FromBot)
 	if err != nil {
-		s.storeError(w, r, err)
+		s.opsError(w, r, err)
 		return
 	}
-	src, err := s.st.Bot(r.Context(), k.Account, req.FromBot)
-	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "from_bot: no such bot")
-		return
-	}
-	if err != nil {
-		s.storeError(w, r, err)
-		return
-	}
-	have, err := s.openTargets(dst)
-	if err != nil {
-		s.storeError(w, r, err)
-		return
-	}
-	add, err := s.openTargets(src)
-	if err != nil {
-		s.storeError(w, r, err)
-		return
-	}
-	// Imported targets join the bot's own; one already there is not doubled.
-	for _, t := range add {
-		if !slices.Contains(have, t) {
-			have = append(have, t)
-		}
-	}
-	if len(have) > maxTargets {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("targets: at most %d", maxTargets))
-		return
-	}
-	s.saveTargets(w, r, k, dst, TargetsRequest{Targets: have, Schedule: dst.Targets.Schedule, Threads: dst.Targets.Threads,
-		MaxRuntime: protocol.Duration(dst.Targets.MaxRuntime)})
+	s.log.Info("bot targets imported", "account", k.Account, "bot", r.PathValue("id"), "from", req.FromBot,
+		"targets", len(ts.Targets))
+	writeJSON(w, http.StatusOK, ts)
 }
 
 // ---- scans
 
-func (s *Server) runScan(w http.ResponseWriter, r *http.Request, k store.APIKey) {
-	b, err := s.st.Bot(r.Context(), k.Account, r.PathValue("id"))
+func (s *Server) runScan(w http.ResponseWriter, r *http.Request, _ store.APIKey, a ops.Actor) {
+	scanID, err := s.ops.RunScan(r.Context(), a, r.PathValue("id"))
 	if err != nil {
-		s.storeError(w, r, err)
+		s.opsError(w, r, err)
 		return
 	}
-	if b.Status == protocol.BotSuspended || b.Status == protocol.BotInactive {
-		writeError(w, http.StatusConflict, "bot is "+b.Status+": it cannot scan")
-		return
-	}
-	scanID := admin.NewID()
-	if err := s.st.QueueScan(r.Context(), k.Account, b.ID, scanID, admin.NewID()); err != nil {
-		s.storeError(w, r, err)
-		return
-	}
-	s.notify.Notify(b.ID)
 	writeJSON(w, http.StatusAccepted, map[string]string{"scan_id": scanID})
 }
 
-func (s *Server) listScans(w http.ResponseWriter, r *http.Request, k store.APIKey) {
+func (s *Server) listScans(w http.ResponseWriter, r *http.Request, k store.APIKey, a ops.Actor) {
 	limit, err := intParam(r, "limit", 100, 1000)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
@@ -387,7 +252,7 @@ func (s *Server) listScans(w http.ResponseWriter, r *http.Request, k store.APIKe
 	writeJSON(w, http.StatusOK, map[string]any{"scans": out})
 }
 
-func (s *Server) getScan(w http.ResponseWriter, r *http.Request, k store.APIKey) {
+func (s *Server) getScan(w http.ResponseWriter, r *http.Request, k store.APIKey, a ops.Actor) {
 	sc, err := s.st.Scan(r.Context(), k.Account, r.PathValue("id"), r.PathValue("scan"))
 	if err != nil {
 		s.storeError(w, r, err)
@@ -472,7 +337,7 @@ type CertificatesResponse struct {
 	Next         string            `json:"next,omitempty"`
 }
 
-func (s *Server) listCertificates(w http.ResponseWriter, r *http.Request, k store.APIKey) {
+func (s *Server) listCertificates(w http.ResponseWriter, r *http.Request, k store.APIKey, a ops.Actor) {
 	q := r.URL.Query()
 	f := store.CertificateFilter{Q: q.Get("q"), Issuer: q.Get("issuer"), Source: q.Get("source"), Location: q.Get("location"),
 		BotID: q.Get("bot")}
@@ -519,7 +384,7 @@ func isFingerprint(s string) bool {
 	return err == nil && len(b) == 32
 }
 
-func (s *Server) getCertificate(w http.ResponseWriter, r *http.Request, k store.APIKey) {
+func (s *Server) getCertificate(w http.ResponseWriter, r *http.Request, k store.APIKey, a ops.Actor) {
 	fp := strings.ToLower(r.PathValue("fp"))
 	if !isFingerprint(fp) {
 		writeError(w, http.StatusBadRequest, "fingerprint: want 64 hex digits (SHA-256)")
@@ -533,7 +398,7 @@ func (s *Server) getCertificate(w http.ResponseWriter, r *http.Request, k store.
 	writeJSON(w, http.StatusOK, viewCertificate(c))
 }
 
-func (s *Server) downloadCertificate(w http.ResponseWriter, r *http.Request, k store.APIKey) {
+func (s *Server) downloadCertificate(w http.ResponseWriter, r *http.Request, k store.APIKey, a ops.Actor) {
 	fp := strings.ToLower(r.PathValue("fp"))
 	if !isFingerprint(fp) {
 		writeError(w, http.StatusBadRequest, "fingerprint: want 64 hex digits (SHA-256)")
@@ -576,6 +441,9 @@ func (s *Server) downloadCertificate(w http.ResponseWriter, r *http.Request, k s
 			return
 		}
 		ctype = "application/x-pkcs7-certificates"
+	}
+	if err := s.ops.Record(r.Context(), a, "certificate.download", fp, "format "+format); err != nil {
+		s.log.Error("audit entry not written", "account", a.Account, "actor", a.Name, "err", err)
 	}
 	w.Header().Set("Content-Type", ctype)
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s.%s"`, fp[:16], format))

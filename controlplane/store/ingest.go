@@ -77,7 +77,7 @@ func attributesJSON(attrs map[string]string) (string, error) {
 }
 
 func (s *SQL) ingest(ctx context.Context, tx *sql.Tx, account, botID, scanID string, findings []protocol.Finding, now time.Time) error {
-	var certs []observed
+	var certs, keys []observed
 	var errs []failed
 	fresh := map[string]int{} // fingerprint → index in certs of its first finding
 	for _, f := range findings {
@@ -90,8 +90,13 @@ func (s *SQL) ingest(ctx context.Context, tx *sql.Tx, account, botID, scanID str
 			errs = append(errs, failed{ScanError{URI: o.uri, Source: f.Source, Error: f.Error, SeenAt: seen}, f.Attributes})
 		}
 		if len(f.Chain) == 0 || len(f.Chain[0]) == 0 {
-			if f.Error == "" {
-				errs = append(errs, failed{ScanError{URI: o.uri, Source: f.Source, Error: "finding without certificate or error", SeenAt: seen}, f.Attributes})
+			switch {
+			case f.Key != nil:
+				// A key object of its own (an HSM's key, an SSH public
+				// key): a key, not a problem.
+				keys = append(keys, o)
+			case f.Error == "":
+				errs = append(errs, failed{ScanError{URI: o.uri, Source: f.Source, Error: "finding without certificate, key or error", SeenAt: seen}, f.Attributes})
 			}
 			continue
 		}
@@ -110,6 +115,7 @@ func (s *SQL) ingest(ctx context.Context, tx *sql.Tx, account, botID, scanID str
 	insCert, err := tx.PrepareContext(ctx, `INSERT INTO certificates (account_id, fingerprint, subject, common_name, sans, search,
 		issuer, serial, not_before, not_after, key_algorithm, key_bits, signature_algorithm, is_ca, first_seen)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (account_id, fingerprint) DO NOTHING`)
+	// present: the column's default, 1: a certificate is inserted with its location.
 	if err != nil {
 		return err
 	}
@@ -122,7 +128,7 @@ func (s *SQL) ingest(ctx context.Context, tx *sql.Tx, account, botID, scanID str
 	defer insDER.Close()
 	bad := map[string]string{} // fingerprint → why it does not parse
 	for fp, i := range fresh {
-		if known[fp] {
+		if _, ok := known[fp]; ok {
 			continue
 		}
 		o := certs[i]
@@ -151,7 +157,8 @@ func (s *SQL) ingest(ctx context.Context, tx *sql.Tx, account, botID, scanID str
 			first_seen = CASE WHEN locations.fingerprint = excluded.fingerprint THEN locations.first_seen ELSE excluded.first_seen END,
 			fingerprint = excluded.fingerprint, source = excluded.source, format = excluded.format,
 			last_seen = CASE WHEN locations.last_seen > excluded.last_seen THEN locations.last_seen ELSE excluded.last_seen END,
-			present = 1, gone_at = NULL, last_scan_id = excluded.last_scan_id, attributes = excluded.attributes`)
+			present = 1, gone_at = NULL, last_scan_id = excluded.last_scan_id, attributes = excluded.attributes,
+			replaced = CASE WHEN locations.fingerprint <> excluded.fingerprint THEN locations.fingerprint ELSE locations.replaced END`)
 	if err != nil {
 		return err
 	}
@@ -173,6 +180,29 @@ func (s *SQL) ingest(ctx context.Context, tx *sql.Tx, account, botID, scanID str
 			return fmt.Errorf("location %s: %w", o.uri, err)
 		}
 		nCerts++
+		if o.f.Key != nil {
+			// The private key stored with the certificate.
+			keys = append(keys, o)
+		}
+	}
+	// Known certificates found again (present once more), and those whose
+	// place now holds another certificate (present elsewhere, or gone).
+	var back []string
+	for fp, present := range known {
+		if !present {
+			if _, bad := bad[fp]; !bad {
+				back = append(back, fp)
+			}
+		}
+	}
+	if err := markPresent(ctx, tx, account, back); err != nil {
+		return err
+	}
+	if err := recheckReplaced(ctx, tx, account); err != nil {
+		return err
+	}
+	if err := upsertKeys(ctx, tx, account, botID, scanID, keys); err != nil {
+		return err
 	}
 
 	if len(errs) > 0 {
@@ -192,6 +222,12 @@ func (s *SQL) ingest(ctx context.Context, tx *sql.Tx, account, botID, scanID str
 			return err
 		}
 		defer keep.Close()
+		// Nor is a key at a place that failed this time.
+		keepKey, err := tx.PrepareContext(ctx, `UPDATE keys SET last_scan_id = ? WHERE account_id = ? AND bot_id = ? AND uri = ?`)
+		if err != nil {
+			return err
+		}
+		defer keepKey.Close()
 		for _, e := range errs {
 			if _, err := insErr.ExecContext(ctx, scanID, e.URI, e.Source, e.Error, us(e.SeenAt)); err != nil {
 				return fmt.Errorf("scan error: %w", err)
@@ -207,6 +243,9 @@ func (s *SQL) ingest(ctx context.Context, tx *sql.Tx, account, botID, scanID str
 			if _, err := keep.ExecContext(ctx, scanID, attrs, account, botID, e.URI); err != nil {
 				return fmt.Errorf("scan error: %w", err)
 			}
+			if _, err := keepKey.ExecContext(ctx, scanID, account, botID, e.URI); err != nil {
+				return fmt.Errorf("scan error: %w", err)
+			}
 		}
 	}
 	_, err = tx.ExecContext(ctx, `UPDATE scans SET batches = batches + 1, certificates = certificates + ?, errors = errors + ? WHERE id = ?`,
@@ -214,6 +253,112 @@ func (s *SQL) ingest(ctx context.Context, tx *sql.Tx, account, botID, scanID str
 	return err
 }
 
+// upsertKeys records the keys of a batch: one row per (account, bot, URI),
+// kept up to date like locations. The statement is prepared only when a
+// batch has keys: most have none.
+func upsertKeys(ctx context.Context, tx *sql.Tx, account, botID, scanID string, keys []observed) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	up, err := tx.PrepareContext(ctx, `INSERT INTO keys (account_id, bot_id, uri, source, class, algorithm, bits, label, key_id,
+		extractable, sensitive, usage, fingerprint, pair, first_seen, last_seen, present, last_scan_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)
+		ON CONFLICT (account_id, bot_id, uri) DO UPDATE SET
+			source = excluded.source, class = excluded.class, algorithm = excluded.algorithm, bits = excluded.bits,
+			label = excluded.label, key_id = excluded.key_id, extractable = excluded.extractable,
+			sensitive = excluded.sensitive, usage = excluded.usage, fingerprint = excluded.fingerprint, pair = excluded.pair,
+			last_seen = CASE WHEN keys.last_seen > excluded.last_seen THEN keys.last_seen ELSE excluded.last_seen END,
+			present = 1, last_scan_id = excluded.last_scan_id`)
+	if err != nil {
+		return err
+	}
+	defer up.Close()
+	for _, o := range keys {
+		k := o.f.Key
+		usage := k.Usage
+		if usage == nil {
+			usage = []string{}
+		}
+		if _, err := up.ExecContext(ctx, account, botID, o.uri, o.f.Source, k.Class, k.Algorithm, k.Bits, k.Label,
+			strings.ToLower(k.ID), nullBool(k.Extractable), nullBool(k.Sensitive), jsonText(usage), o.fingerprint,
+			keyPair(o.uri, k.ID), us(o.seen), us(o.seen), scanID); err != nil {
+			return fmt.Errorf("key %s: %w", o.uri, err)
+		}
+	}
+	return nil
+}
+
+func nullBool(b *bool) any {
+	if b == nil {
+		return nil
+	}
+	return boolInt(*b)
+}
+
+// keyPair names the key pair a key belongs to within its bot (the keys
+// table's pair column). A PKCS#11 token shows a private key twice: as its
+// own object (pkcs11:token=t;object=k;type=private;id=%01) and as the key
+// of the certificate with the same CKA_ID (...;type=cert;id=%01). Both give
+// the token part of the URI (its attributes but object, type, id and the
+// x- ones that tell twins apart) and the ID. Any other key is its URI.
+func keyPair(uri, id string) string {
+	rest, ok := strings.CutPrefix(uri, protocol.SchemePKCS11+":")
+	if !ok || id == "" {
+		return uri
+	}
+	if i := strings.IndexAny(rest, "?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	var token []string
+	for _, attr := range strings.Split(rest, ";") {
+		name, _, _ := strings.Cut(attr, "=")
+		switch {
+		case name == "object", name == "type", name == "id", strings.HasPrefix(name, "x-"):
+			continue
+		}
+		token = append(token, attr)
+	}
+	return protocol.SchemePKCS11 + ":" + strings.Join(token, ";") + ";id=" + strings.ToLower(id)
+}
+
+// markPresent sets the certificates' present flag (see the certificates
+// table's present column).
+func markPresent(ctx context.Context, tx *sql.Tx, account string, fps []string) error {
+	for len(fps) > 0 {
+		n := min(len(fps), inChunk)
+		args := make([]any, 0, n+1)
+		args = append(args, account)
+		for _, fp := range fps[:n] {
+			args = append(args, fp)
+		}
+		fps = fps[n:]
+		if _, err := tx.ExecContext(ctx, `UPDATE certificates SET present = 1 WHERE account_id = ? AND present = 0 AND fingerprint IN (`+
+			placeholders(n)+`)`, args...); err != nil {
+			return fmt.Errorf("certificate presence: %w", err)
+		}
+	}
+	return nil
+}
+
+// recheckReplaced rechecks the presence of the certificates the batch
+// replaced at a location (the locations' replaced column), then forgets
+// them. The partial index makes the common case, none, one empty lookup.
+func recheckReplaced(ctx context.Context, tx *sql.Tx, account string) error {
+	_, err := tx.ExecContext(ctx, `UPDATE certificates SET present = 0 WHERE account_id = ? AND present = 1
+		AND fingerprint IN (SELECT replaced FROM locations WHERE account_id = ? AND replaced <> '')
+		AND NOT EXISTS (SELECT 1 FROM locations l WHERE l.account_id = certificates.account_id
+			AND l.fingerprint = certificates.fingerprint AND l.present = 1)`, account, account)
+	if err != nil {
+		return fmt.Errorf("replaced certificates: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE locations SET replaced = '' WHERE account_id = ? AND replaced <> ''`, account); err != nil {
+		return fmt.Errorf("replaced certificates: %w", err)
+	}
+	return nil
+}
+
+// knownFingerprints tells which of the fingerprints the account already
+// has, and whether each is present.
 func knownFingerprints(ctx context.Context, tx *sql.Tx, account string, fps map[string]int) (map[string]bool, error) {
 	known := map[string]bool{}
 	all := make([]string, 0, len(fps))
@@ -229,18 +374,19 @@ func knownFingerprints(ctx context.Context, tx *sql.Tx, account string, fps map[
 		for _, fp := range chunk {
 			args = append(args, fp)
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT fingerprint FROM certificates WHERE account_id = ? AND fingerprint IN (`+
+		rows, err := tx.QueryContext(ctx, `SELECT fingerprint, present FROM certificates WHERE account_id = ? AND fingerprint IN (`+
 			placeholders(n)+`)`, args...)
 		if err != nil {
 			return nil, err
 		}
 		for rows.Next() {
 			var fp string
-			if err := rows.Scan(&fp); err != nil {
+			var present int
+			if err := rows.Scan(&fp, &present); err != nil {
 				rows.Close()
 				return nil, err
 			}
-			known[fp] = true
+			known[fp] = present == 1
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -311,74 +457,6 @@ func scanCert(r scanner) (Certificate, error) {
 func likePattern(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 	return "%" + r.Replace(strings.ToLower(s)) + "%"
-}
-
-// Certificates searches the inventory, in fingerprint order.
-func (s *SQL) Certificates(ctx context.Context, account string, f CertificateFilter) ([]Certificate, string, error) {
-	limit := f.Limit
-	if limit <= 0 {
-		limit = DefaultPageSize
-	}
-	limit = min(limit, MaxPageSize)
-	where := []string{"c.account_id = ?"}
-	args := []any{account}
-	if f.After != "" {
-		where, args = append(where, "c.fingerprint > ?"), append(args, f.After)
-	}
-	if f.Q != "" {
-		where, args = append(where, `c.search LIKE ? ESCAPE '\'`), append(args, likePattern(f.Q))
-	}
-	if f.Issuer != "" {
-		where, args = append(where, `LOWER(c.issuer) LIKE ? ESCAPE '\'`), append(args, likePattern(f.Issuer))
-	}
-	if !f.ExpiresBefore.IsZero() {
-		where, args = append(where, "c.not_after < ?"), append(args, us(f.ExpiresBefore))
-	}
-	if !f.ExpiresAfter.IsZero() {
-		where, args = append(where, "c.not_after > ?"), append(args, us(f.ExpiresAfter))
-	}
-	var loc []string
-	if f.Source != "" {
-		loc, args = append(loc, "l.source = ?"), append(args, f.Source)
-	}
-	if f.Location != "" {
-		loc, args = append(loc, `LOWER(l.uri) LIKE ? ESCAPE '\'`), append(args, likePattern(f.Location))
-	}
-	if f.BotID != "" {
-		loc, args = append(loc, "l.bot_id = ?"), append(args, f.BotID)
-	}
-	if len(loc) > 0 {
-		where = append(where, `EXISTS (SELECT 1 FROM locations l WHERE l.account_id = c.account_id AND l.fingerprint = c.fingerprint AND `+
-			strings.Join(loc, " AND ")+`)`)
-	}
-	args = append(args, limit+1)
-	rows, err := s.db.QueryContext(ctx, `SELECT `+certColumns+` FROM certificates c WHERE `+strings.Join(where, " AND ")+
-		` ORDER BY c.fingerprint LIMIT ?`, args...)
-	if err != nil {
-		return nil, "", fmt.Errorf("search certificates: %w", err)
-	}
-	certs := []Certificate{}
-	for rows.Next() {
-		c, err := scanCert(rows)
-		if err != nil {
-			rows.Close()
-			return nil, "", fmt.Errorf("search certificates: %w", err)
-		}
-		certs = append(certs, c)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("search certificates: %w", err)
-	}
-	next := ""
-	if len(certs) > limit {
-		certs = certs[:limit]
-		next = certs[limit-1].Fingerprint
-	}
-	if err := s.attachLocations(ctx, account, certs); err != nil {
-		return nil, "", err
-	}
-	return certs, next, nil
 }
 
 func (s *SQL) attachLocations(ctx context.Context, account string, certs []Certificate) error {

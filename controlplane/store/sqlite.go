@@ -174,12 +174,14 @@ func (s *SQL) CreateAccount(ctx context.Context, name string) (Account, error) {
 func (s *SQL) Account(ctx context.Context, id string) (Account, error) {
 	var a Account
 	var created int64
-	err := s.db.QueryRowContext(ctx, `SELECT id, name, bot_limit, created_at FROM accounts WHERE id = ?`, id).
-		Scan(&a.ID, &a.Name, &a.BotLimit, &created)
+	var totp int
+	err := s.db.QueryRowContext(ctx, `SELECT id, name, bot_limit, created_at, require_totp FROM accounts WHERE id = ?`, id).
+		Scan(&a.ID, &a.Name, &a.BotLimit, &created, &totp)
 	if err != nil {
 		return Account{}, notFound("account "+id, err)
 	}
 	a.CreatedAt = fromUS(created)
+	a.RequireTOTP = totp == 1
 	return a, nil
 }
 
@@ -664,6 +666,19 @@ func (s *SQL) CompleteScan(ctx context.Context, account, botID, scanID string, c
 		if _, err := tx.ExecContext(ctx, `UPDATE locations SET present = 0, gone_at = ?
 			WHERE account_id = ? AND bot_id = ? AND present = 1 AND last_scan_id <> ?`,
 			us(finished), account, botID, scanID); err != nil {
+			return fmt.Errorf("complete scan: %w", err)
+		}
+		// Certificates whose last present location that was.
+		if _, err := tx.ExecContext(ctx, `UPDATE certificates SET present = 0 WHERE account_id = ? AND present = 1
+			AND fingerprint IN (SELECT fingerprint FROM locations WHERE account_id = ? AND bot_id = ? AND present = 0 AND gone_at = ?)
+			AND NOT EXISTS (SELECT 1 FROM locations l WHERE l.account_id = certificates.account_id
+				AND l.fingerprint = certificates.fingerprint AND l.present = 1)`,
+			account, account, botID, us(finished)); err != nil {
+			return fmt.Errorf("complete scan: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE keys SET present = 0
+			WHERE account_id = ? AND bot_id = ? AND present = 1 AND last_scan_id <> ?`,
+			account, botID, scanID); err != nil {
 			return fmt.Errorf("complete scan: %w", err)
 		}
 		return nil

@@ -86,11 +86,70 @@ type Store interface {
 	ScanErrors(ctx context.Context, account, botID, scanID string, limit int) ([]ScanError, error)
 
 	// Certificates searches the account's inventory; next is the cursor of
-	// the following page, "" at the end.
+	// the following page, "" at the end. Only the fingerprint order (the
+	// default) gives a cursor: other orders page by Offset.
 	Certificates(ctx context.Context, account string, f CertificateFilter) (certs []Certificate, next string, err error)
 	Certificate(ctx context.Context, account, fingerprint string) (Certificate, error)
 	// CertificateDER returns the leaf and the rest of the chain as found.
 	CertificateDER(ctx context.Context, account, fingerprint string) (leaf []byte, chain [][]byte, err error)
+	// CountCertificates counts what a search would list over every page
+	// (Limit, After and Offset ignored).
+	CountCertificates(ctx context.Context, account string, f CertificateFilter) (int, error)
+	// FacetValues lists the distinct issuers and sources of the account's
+	// certificates, for the search form's choices (at most 200 issuers).
+	FacetValues(ctx context.Context, account string) (issuers, sources []string, err error)
+
+	// Keys lists the key objects found (key-only findings, such as an
+	// HSM's keys, and the private keys found with certificates), newest
+	// first, at most limit.
+	Keys(ctx context.Context, account string, limit int) ([]Key, error)
+
+	// Dashboard computes the account's numbers and chart data (S1-S6) at
+	// now.
+	Dashboard(ctx context.Context, account string, now time.Time) (Dashboard, error)
+
+	// Account settings (A4).
+	SetRequireTOTP(ctx context.Context, account string, require bool) error
+
+	// APIKeys lists the account's keys; RevokeAPIKey deletes one
+	// (ErrNotFound when it is not the account's).
+	APIKeys(ctx context.Context, account string) ([]APIKey, error)
+	RevokeAPIKey(ctx context.Context, account, id string) error
+
+	// Users. Emails are unique over all accounts (login asks for the email
+	// only) and compared lowercase; CreateUser gives ErrConflict for an
+	// email already taken.
+	CreateUser(ctx context.Context, u User) error
+	User(ctx context.Context, account, id string) (User, error)
+	// UserByEmail finds a user of any account, for login.
+	UserByEmail(ctx context.Context, email string) (User, error)
+	Users(ctx context.Context, account string) ([]User, error)
+	UpdateUser(ctx context.Context, account, id string, p UserPatch) (User, error)
+	// RecordLogin notes a login attempt: a success clears the failure
+	// count and sets LastLogin; a failure adds one and, at the limit,
+	// locks the user until lockedUntil (zero: no lock).
+	RecordLogin(ctx context.Context, id string, ok bool, at time.Time, lockedUntil time.Time) (User, error)
+	// UseTOTPStep records the time step of an accepted one-time code; it
+	// gives ErrConflict when that step (or a later one) was already used,
+	// so that a code is never accepted twice.
+	UseTOTPStep(ctx context.Context, id string, step int64) error
+
+	// Sessions are found by the hash of their cookie's value.
+	CreateSession(ctx context.Context, s Session) error
+	Session(ctx context.Context, idHash []byte) (Session, error)
+	// UpdateSession sets the stage and the last-seen time (and, when not
+	// zero, a new expiry).
+	UpdateSession(ctx context.Context, idHash []byte, stage string, lastSeen, expires time.Time) error
+	DeleteSession(ctx context.Context, idHash []byte) error
+	// DeleteUserSessions ends every session of a user (password change,
+	// disabling, role change).
+	DeleteUserSessions(ctx context.Context, userID string) error
+
+	// Audit (A2): every change is appended; entries are never changed.
+	AppendAudit(ctx context.Context, e AuditEntry) error
+	// Audit lists entries newest first; next is the cursor of the
+	// following page (0 at the end).
+	Audit(ctx context.Context, account string, f AuditFilter) (entries []AuditEntry, next int64, err error)
 }
 
 // Roles an API key may have (A1). Enforcement comes with RBAC.
@@ -102,6 +161,8 @@ type Account struct {
 	Name      string    `json:"name"`
 	BotLimit  int       `json:"bot_limit"`
 	CreatedAt time.Time `json:"created_at"`
+	// RequireTOTP makes two-factor login compulsory for every user (A4).
+	RequireTOTP bool `json:"require_totp"`
 }
 
 // APIKey is a REST access key (A2), stored by its public ID and hash.
@@ -262,8 +323,179 @@ type CertificateFilter struct {
 	Source        string // exact: tls, file, jks, certstore
 	Location      string // in a location URI
 	BotID         string
-	Limit         int    // default 100, at most 1000
-	After         string // the cursor a previous page returned
+	// Type: "ca" (CA certificates), "leaf" (the others), "" (both).
+	Type string
+	// Sort orders the results: SortFingerprint (the default, and the only
+	// order After works with), SortNotAfter, SortCommonName, SortIssuer,
+	// SortFirstSeen; Desc reverses it. Ties break by fingerprint.
+	Sort  string
+	Desc  bool
+	Limit int    // default 100, at most 1000
+	After string // the cursor a previous page returned (SortFingerprint only)
+	// Offset skips that many results (page-numbered lists).
+	Offset int
+}
+
+// Certificate orders.
+const (
+	SortFingerprint = ""
+	SortNotAfter    = "not_after"
+	SortCommonName  = "common_name"
+	SortIssuer      = "issuer"
+	SortFirstSeen   = "first_seen"
+)
+
+// Key is a key found by a scan: a key object (an HSM key, an SSH public
+// key) or the private key stored with a certificate. Its value is never
+// known to the control plane.
+type Key struct {
+	URI         string
+	BotID       string
+	Source      string
+	Class       string // protocol.KeyClass*; "" for a private key found with a certificate
+	Algorithm   string
+	Bits        int
+	Label       string
+	KeyID       string // hex, e.g. PKCS#11 CKA_ID
+	Extractable *bool
+	Sensitive   *bool
+	Usage       []string
+	// Fingerprint is the certificate found with the key; "" for a key
+	// object found on its own.
+	Fingerprint string
+	FirstSeen   time.Time
+	LastSeen    time.Time
+	Present     bool
+}
+
+// Dashboard is an account's numbers (S1-S6). Counts that a later feature
+// fills (orders, rotations, templates, vulnerability checks) are zero until
+// then: they are never estimated.
+type Dashboard struct {
+	Certificates CertificateCounts
+	Endpoints    EndpointCounts
+	Keys         KeyCounts
+	Templates    TemplateCounts
+	// Expiring counts present certificates (not expired) by the time left.
+	Expiring ExpiringCounts
+	// By issuer (the 10 most common, then "Other"), by key ("RSA 2048",
+	// "ECDSA 256"...) and by source (a certificate counts once for each
+	// source it is found in); each sorted by count, largest first.
+	ByIssuer []Bucket
+	ByKey    []Bucket
+	BySource []Bucket
+	// Bots: how many are active and seen lately.
+	Bots BotCounts
+}
+
+// CertificateCounts (S5). Discovered counts the account's certificates
+// still present in at least one location.
+type CertificateCounts struct {
+	Discovered, Configured, NotConfigured, Initiated, Issued, Deployed int
+	Revoked, Rotated, Rekeyed, Suspended, Vulnerable, Expired, Gone    int
+}
+
+// EndpointCounts (S1): network endpoints (TLS locations) the latest scans
+// reached. Protected ones served a certificate; unprotected ones answered
+// but with no TLS (a handshake error).
+type EndpointCounts struct{ Scanned, Protected, Unprotected int }
+
+// KeyCounts (S2). A key pair counts once (its private key); public key
+// objects are listed but not counted.
+type KeyCounts struct{ Total, Symmetric, Asymmetric, InTemplates, Rotated int }
+
+// TemplateCounts (S3, S4): zero until provisioning (issue 8).
+type TemplateCounts struct{ CSRTemplates, ProvisioningTemplates, KeyProfiles, EmailTemplates, CSRs, Keystores int }
+
+// ExpiringCounts: certificates by the time left before they expire.
+type ExpiringCounts struct{ Expired, Within7, Within30, Within60, Within90, Later int }
+
+// BotCounts: bots by status; Online were seen in the last 5 minutes.
+type BotCounts struct{ Total, Active, Pending, Suspended, Inactive, Online int }
+
+// Bucket is one bar of a chart.
+type Bucket struct {
+	Label string
+	Count int
+}
+
+// User is a person who logs in to the dashboard.
+type User struct {
+	ID       string
+	Account  string
+	Email    string // lowercase
+	Name     string
+	Role     string
+	Password string // argon2id PHC string: $argon2id$v=19$m=...,t=...,p=...$salt$hash
+	// TOTPSealed is the TOTP secret sealed with the control plane's key;
+	// nil when the user has no second factor.
+	TOTPSealed   []byte
+	TOTPLastStep int64
+	Disabled     bool
+	FailedLogins int
+	LockedUntil  *time.Time
+	CreatedAt    time.Time
+	LastLogin    *time.Time
+}
+
+// UserPatch changes what is set.
+type UserPatch struct {
+	Name     *string
+	Role     *string
+	Password *string
+	// TOTPSealed: a pointer to nil removes the second factor.
+	TOTPSealed *[]byte
+	Disabled   *bool
+}
+
+// Session stages.
+const (
+	// SessionTOTP: the password was right; a one-time code is awaited.
+	SessionTOTP = "totp"
+	// SessionEnrol: the password was right; the account requires a second
+	// factor the user has not set up yet: only enrolment is allowed.
+	SessionEnrol = "enrol"
+	// SessionOK: logged in.
+	SessionOK = "ok"
+)
+
+// Session is a login. Only the SHA-256 of the cookie value is stored.
+type Session struct {
+	IDHash    []byte
+	UserID    string
+	Account   string
+	Stage     string
+	CSRF      string // the token forms carry; random, per session
+	Remote    string
+	UserAgent string
+	CreatedAt time.Time
+	LastSeen  time.Time
+	Expires   time.Time
+}
+
+// AuditEntry is one change: who, what, when, from which address (A2).
+// Detail never holds a secret.
+type AuditEntry struct {
+	ID      int64
+	Account string
+	At      time.Time
+	// ActorKind is user, apikey or cli; Actor the user's email, the API
+	// key's ID or the operating-system user.
+	ActorKind string
+	Actor     string
+	Action    string // e.g. bot.create, targets.update, user.login
+	Object    string // what it acted on, e.g. a bot ID
+	Detail    string
+	Remote    string // the client's address; "" for the command line
+}
+
+// AuditFilter narrows the audit log.
+type AuditFilter struct {
+	Actor  string // exact
+	Action string // prefix, e.g. "bot."
+	Object string // exact
+	Before int64  // the cursor a previous page returned
+	Limit  int    // default 100, at most 1000
 }
 
 // Limits of a certificate search page.

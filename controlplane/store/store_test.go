@@ -86,8 +86,8 @@ func TestMigrationsIdempotent(t *testing.T) {
 		if err := st.DB().QueryRow(`SELECT COUNT(*) FROM goose_db_version WHERE version_id > 0`).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
-		if n != 2 {
-			t.Fatalf("open %d: %d migrations recorded, want 2", i, n)
+		if n != 3 {
+			t.Fatalf("open %d: %d migrations recorded, want 3", i, n)
 		}
 		var mode string
 		if err := st.DB().QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {

@@ -9,11 +9,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/emsign/bot/controlplane/admin"
+	"github.com/emsign/bot/controlplane/ops"
 	"github.com/emsign/bot/controlplane/store"
 	"github.com/emsign/bot/protocol"
 )
 
-func newAccountCommand(stdout io.Writer) *cobra.Command {
+func newAccountCommand(stdout io.Writer, getenv func(string) string) *cobra.Command {
 	c := &cobra.Command{Use: "account", Short: "Create accounts, set their bot limit"}
 
 	var cf storeFlags
@@ -23,9 +24,12 @@ func newAccountCommand(stdout io.Writer) *cobra.Command {
 		Short: `Create an account; prints {"account":"<10 digits>"}`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withStore(cmd.Context(), &cf, func(st store.Store) error {
+			return withOps(cmd.Context(), &cf, getenv, func(st store.Store, o *ops.Ops) error {
 				a, err := st.CreateAccount(cmd.Context(), name)
 				if err != nil {
+					return err
+				}
+				if err := o.Record(cmd.Context(), cliActor(a.ID), "account.create", a.ID, fmt.Sprintf("name %q", a.Name)); err != nil {
 					return err
 				}
 				return printJSON(stdout, map[string]string{"account": a.ID})
@@ -64,7 +68,7 @@ func newAccountCommand(stdout io.Writer) *cobra.Command {
 	return c
 }
 
-func newAPIKeyCommand(stdout io.Writer) *cobra.Command {
+func newAPIKeyCommand(stdout io.Writer, getenv func(string) string) *cobra.Command {
 	c := &cobra.Command{Use: "apikey", Short: "Create REST API keys (A2)"}
 	var f storeFlags
 	var account, role string
@@ -73,10 +77,13 @@ func newAPIKeyCommand(stdout io.Writer) *cobra.Command {
 		Short: `Create an API key; prints {"api_key":"..."} (shown once, stored as a hash)`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withStore(cmd.Context(), &f, func(st store.Store) error {
-				key, err := admin.CreateAPIKey(cmd.Context(), st, account, role)
-				if err != nil {
+			return withOps(cmd.Context(), &f, getenv, func(st store.Store, o *ops.Ops) error {
+				if err := accountExists(cmd.Context(), st, account); err != nil {
 					return err
+				}
+				key, err := o.CreateAPIKey(cmd.Context(), cliActor(account), role)
+				if err != nil {
+					return flagError(err, map[string]string{"role": "role"})
 				}
 				return printJSON(stdout, map[string]string{"api_key": key, "account": account, "role": role})
 			})
@@ -90,7 +97,7 @@ func newAPIKeyCommand(stdout io.Writer) *cobra.Command {
 	return c
 }
 
-func newBotCommand(stdout io.Writer) *cobra.Command {
+func newBotCommand(stdout io.Writer, getenv func(string) string) *cobra.Command {
 	c := &cobra.Command{Use: "bot", Short: "Create, list, suspend, deactivate bots; regenerate their tokens"}
 
 	// Each subcommand has its own flag values: cobra binds a variable per
@@ -117,10 +124,10 @@ func newBotCommand(stdout io.Writer) *cobra.Command {
 		Short: `Create a bot; prints {"bot_id":"...","token":"<UUID>"} (the token is shown once)`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withStore(cmd.Context(), &co.f, func(st store.Store) error {
-				id, token, err := admin.CreateBot(cmd.Context(), st, co.account, name, group)
+			return withOps(cmd.Context(), &co.f, getenv, func(_ store.Store, o *ops.Ops) error {
+				id, token, err := o.CreateBot(cmd.Context(), cliActor(co.account), name, group)
 				if err != nil {
-					return err
+					return flagError(err, map[string]string{"name": "name", "group": "group"})
 				}
 				return printJSON(stdout, map[string]string{"bot_id": id, "account": co.account, "token": token})
 			})
@@ -166,8 +173,8 @@ func newBotCommand(stdout io.Writer) *cobra.Command {
 			Short: fmt.Sprintf("Make a bot %s", status),
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				return withStore(cmd.Context(), &o.f, func(st store.Store) error {
-					if err := st.SetBotStatus(cmd.Context(), o.account, o.bot, status); err != nil {
+				return withOps(cmd.Context(), &o.f, getenv, func(_ store.Store, op *ops.Ops) error {
+					if err := op.SetBotStatus(cmd.Context(), cliActor(o.account), o.bot, status); err != nil {
 						return err
 					}
 					return printJSON(stdout, map[string]string{"bot_id": o.bot, "status": status})
@@ -184,8 +191,8 @@ func newBotCommand(stdout io.Writer) *cobra.Command {
 		Short: `Regenerate a bot's token; its certificate is revoked and it must activate again. Prints {"token":"..."}`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withStore(cmd.Context(), &to.f, func(st store.Store) error {
-				t, err := admin.RegenerateToken(cmd.Context(), st, to.account, to.bot)
+			return withOps(cmd.Context(), &to.f, getenv, func(_ store.Store, o *ops.Ops) error {
+				t, err := o.RegenerateToken(cmd.Context(), cliActor(to.account), to.bot)
 				if err != nil {
 					return err
 				}

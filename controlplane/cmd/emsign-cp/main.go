@@ -1,6 +1,7 @@
 // Command emsign-cp is the emSign control plane: `serve` runs the HTTPS bot
-// and user APIs; the admin commands (account, apikey, bot) work on the data
-// directory directly and each print one JSON object.
+// and user APIs and the dashboard; the admin commands (account, apikey,
+// bot, user) work on the data directory directly, each print one JSON
+// object, and their changes are audited as made by the OS user.
 package main
 
 import (
@@ -55,8 +56,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newServeCommand(stdout, stderr, getenv), newAccountCommand(stdout), newAPIKeyCommand(stdout),
-		newBotCommand(stdout), newImportCommand(stdout))
+	root.AddCommand(newServeCommand(stdout, stderr, getenv), newAccountCommand(stdout, getenv),
+		newAPIKeyCommand(stdout, getenv), newBotCommand(stdout, getenv), newImportCommand(stdout),
+		newUserCommand(stdout, stderr, getenv))
 
 	err := root.ExecuteContext(ctx)
 	if err == nil {

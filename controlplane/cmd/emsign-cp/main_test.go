@@ -84,7 +84,7 @@ func TestAdminCommands(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"unknown role", exitInternal, []string{"apikey", "create", "--data", dir, "--account", acc, "--role", "king"}, "role"},
+		{"unknown role", exitUsage, []string{"apikey", "create", "--data", dir, "--account", acc, "--role", "king"}, "role"},
 		{"unknown account", exitInternal, []string{"bot", "create", "--data", dir, "--account", "0000000000", "--name", "x"}, "not found"},
 		{"missing flag", exitUsage, []string{"bot", "create", "--data", dir, "--account", acc}, "name"},
 		{"postgres", exitUsage, []string{"bot", "list", "--data", dir, "--account", acc, "--db", "postgres://x"}, "not supported yet"},

@@ -14,9 +14,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/emsign/bot/controlplane/ops"
 	"github.com/emsign/bot/controlplane/pki"
 	"github.com/emsign/bot/controlplane/seal"
 	"github.com/emsign/bot/controlplane/server"
+	"github.com/emsign/bot/controlplane/web"
 )
 
 // secretKeyFile is the AES-256 key that seals target secrets.
@@ -28,7 +30,7 @@ func newServeCommand(stdout, stderr io.Writer, getenv func(string) string) *cobr
 	var names []string
 	c := &cobra.Command{
 		Use:   "serve [--data DIR] [--listen ADDR] [--db URL]",
-		Short: "Run the control plane (HTTPS): the bot API /bot/v1 and the user API /api/v1",
+		Short: "Run the control plane (HTTPS): the bot API /bot/v1, the user API /api/v1 and the dashboard",
 		Long: `Run the control plane over HTTPS. On first start it creates, in the data
 directory, its CA (ca.pem: give it to bots to trust), the key that seals
 target secrets (secret.key, mode 0600; or set ` + seal.EnvKey + ` to its
@@ -86,7 +88,17 @@ func serve(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(server.Config{Store: st, CA: ca, Sealer: sealer, Logger: o.log})
+	// One Ops for the user API and the dashboard: they share the
+	// notifier that wakes the bots' long polls.
+	op, err := ops.New(ops.Config{Store: st, Sealer: sealer, Logger: o.log})
+	if err != nil {
+		return err
+	}
+	dash, err := web.New(web.Config{Store: st, Ops: op, Logger: o.log, Sealer: sealer, CACertPEM: ca.PEM()})
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(server.Config{Store: st, CA: ca, Sealer: sealer, Logger: o.log, Ops: op, Dashboard: dash.Handler()})
 	if err != nil {
 		return err
 	}
