@@ -15,6 +15,7 @@ import (
 	"github.com/smallstep/pkcs7"
 
 	"github.com/emsign/bot/controlplane/admin"
+	"github.com/emsign/bot/controlplane/iprules"
 	"github.com/emsign/bot/controlplane/ops"
 	"github.com/emsign/bot/controlplane/rbac"
 	"github.com/emsign/bot/controlplane/store"
@@ -49,12 +50,30 @@ func (s *Server) user(perm rbac.Permission, action string, h userHandler) http.H
 		}
 		a := ops.Actor{Account: k.Account, Kind: ops.ActorAPIKey, ID: k.ID, Name: k.ID, Role: rbac.Role(k.Role),
 			Remote: remoteIP(r)}
+		what := action
+		if what == "" {
+			what = r.Pattern
+		}
+		// IP restrictions (A4): an API key is held to the account's rules
+		// for all users. The address is r.RemoteAddr's only, never
+		// X-Forwarded-For, which any client can set; behind a reverse proxy
+		// every client has the proxy's address (honouring a configured
+		// proxy's header is future work).
+		rules, err := s.st.IPRules(r.Context(), k.Account)
+		if err != nil {
+			s.storeError(w, r, err)
+			return
+		}
+		if !iprules.Allowed(rules, "", a.Remote) {
+			why := "access from " + a.Remote + " is not allowed for this account"
+			if err := s.ops.Record(r.Context(), a, ops.ActionDenied, r.PathValue("id"), what+": "+why); err != nil {
+				s.log.Error("audit entry not written", "account", a.Account, "actor", a.Name, "err", err)
+			}
+			writeError(w, http.StatusForbidden, why)
+			return
+		}
 		if !rbac.Can(a.Role, perm) {
 			why := fmt.Sprintf("your role (%s) lacks %s", a.Role, perm)
-			what := action
-			if what == "" {
-				what = r.Pattern
-			}
 			if err := s.ops.Record(r.Context(), a, ops.ActionDenied, r.PathValue("id"), what+": "+why); err != nil {
 				s.log.Error("audit entry not written", "account", a.Account, "actor", a.Name, "err", err)
 			}

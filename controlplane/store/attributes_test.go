@@ -174,4 +174,10 @@ func TestMigrationAddsAttributes(t *testing.T) {
 	if len(c.Locations) != 1 || c.Locations[0].Attributes != nil {
 		t.Fatalf("locations after the migration %+v", c.Locations)
 	}
+	// Migration 00004 filled the sources column from the locations (this
+	// one's source is the default, '').
+	d, err := st.Dashboard(ctx, "0000000001", time.Now())
+	if err != nil || len(d.BySource) != 1 || d.BySource[0] != (store.Bucket{Label: "", Count: 1}) {
+		t.Fatalf("by source after the migration %v, %v", d.BySource, err)
+	}
 }

@@ -84,8 +84,8 @@ func fillBig(ctx context.Context, st *store.SQL, account, bot string) error {
 	}
 	defer tx.Rollback()
 	cert, err := tx.PrepareContext(ctx, `INSERT INTO certificates (account_id, fingerprint, subject, common_name, sans, search,
-		issuer, serial, not_before, not_after, key_algorithm, key_bits, signature_algorithm, is_ca, first_seen, present)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		issuer, serial, not_before, not_after, key_algorithm, key_bits, signature_algorithm, is_ca, first_seen, present, sources)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return err
 	}
@@ -103,9 +103,16 @@ func fillBig(ctx context.Context, st *store.SQL, account, bot string) error {
 		notAfter := base + int64(i%730-365)*day
 		first := base - int64(i%1000)*day
 		present := boolInt(i%20 != 0)
+		sources := "" // the sources column: those of the present locations below
+		if present == 1 {
+			sources = "tls,"
+			if i%5 == 0 {
+				sources = "file,tls,"
+			}
+		}
 		if _, err := cert.ExecContext(ctx, account, fp, "CN="+cn+",O=Example", cn, `["`+cn+`","`+alt+`"]`, cn+"\n"+alt,
 			issuers[(i*7+i/3)%len(issuers)], fmt.Sprintf("%x", i), notAfter-365*day, notAfter, k.alg, k.bits, "SHA256-RSA",
-			boolInt(i%50 == 0), first, present); err != nil {
+			boolInt(i%50 == 0), first, present, sources); err != nil {
 			return err
 		}
 		if _, err := loc.ExecContext(ctx, account, bot, fmt.Sprintf("tls://10.%d.%d.%d:443", i>>16&255, i>>8&255, i&255), fp,

@@ -181,23 +181,28 @@ func buckets(counts map[string]int, top int) []Bucket {
 	return out
 }
 
-// dashSources: a certificate counts once in each source it is present in
-// (one pass over the covering index locations_cert).
+// dashSources: a certificate counts once in each source it is present in,
+// from the certificates' sources column (see sourceSet): one pass over the
+// index certificates_sources, grouped in its order, a row per combination
+// of sources. Counting from the locations meant grouping every present
+// location by (fingerprint, source): 60 ms at 100,000 certificates.
 func dashSources(ctx context.Context, tx *sql.Tx, account string, _ time.Time, d *Dashboard) error {
-	rows, err := tx.QueryContext(ctx, `SELECT source, COUNT(*) FROM (SELECT DISTINCT fingerprint, source FROM locations
-		WHERE account_id = ? AND present = 1) p GROUP BY source`, account)
+	rows, err := tx.QueryContext(ctx, `SELECT sources, COUNT(*) FROM certificates WHERE account_id = ? AND sources > ''
+		GROUP BY sources`, account)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	counts := map[string]int{}
 	for rows.Next() {
-		var src string
+		var sources string
 		var n int
-		if err := rows.Scan(&src, &n); err != nil {
+		if err := rows.Scan(&sources, &n); err != nil {
 			return err
 		}
-		counts[src] = n
+		for src := range parseSources(sources) {
+			counts[src] += n
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return err

@@ -211,3 +211,69 @@ func TestKeyFindings(t *testing.T) {
 		}
 	}
 }
+
+// TestDashboardSourcesDistinct: a certificate counts once per source
+// however many present locations of that source hold it; every present TLS
+// location is a protected endpoint; gone locations count for neither.
+func TestDashboardSourcesDistinct(t *testing.T) {
+	ctx := context.Background()
+	st := open(t)
+	f := newFixture(t, st, 1)
+	g := testcert.NewGenerator(t)
+	a, b, c := g.New(t, testcert.Options{CN: "a"}), g.New(t, testcert.Options{CN: "b"}), g.New(t, testcert.Options{CN: "c"})
+	file := func(der []byte, uri string) protocol.Finding {
+		fi := finding(der, uri)
+		fi.Source = "file"
+		return fi
+	}
+	scans := []struct {
+		id       string
+		findings []protocol.Finding
+		want     []store.Bucket
+		tls      int
+	}{
+		{"s1", []protocol.Finding{finding(a, "tls://a1:443"), finding(a, "tls://a2:443"), finding(a, "tls://a3:443"),
+			file(a, "file:///a.pem"), file(a, "file:///a2.pem"), finding(b, "tls://b:443"), file(c, "file:///c.pem")},
+			[]store.Bucket{{"file", 2}, {"tls", 2}}, 4},
+		// a is gone from two TLS places and both files, c from its file.
+		{"s2", []protocol.Finding{finding(a, "tls://a1:443"), finding(b, "tls://b:443"), finding(b, "tls://b2:443")},
+			[]store.Bucket{{"tls", 2}}, 3},
+		// a1 now holds c (a renewed): a is gone; c is back, in a file
+		// again too.
+		{"s3", []protocol.Finding{finding(c, "tls://a1:443"), finding(b, "tls://b:443"), file(c, "file:///c.pem")},
+			[]store.Bucket{{"tls", 2}, {"file", 1}}, 2},
+		// The same place now reported as a file (another source): c
+		// loses TLS; a comes back through a new place in a JKS store.
+		{"s4", []protocol.Finding{file(c, "tls://a1:443"), finding(b, "tls://b:443"), file(c, "file:///c.pem"),
+			{Location: loc("jks:///k.jks"), Source: "jks", Chain: [][]byte{a}}},
+			[]store.Bucket{{"file", 1}, {"jks", 1}, {"tls", 1}}, 1},
+	}
+	for _, s := range scans {
+		f.startScan(t, s.id)
+		if _, err := st.Ingest(ctx, f.account, f.bot, s.id, protocol.FindingsBatch{Seq: 1, Findings: s.findings}); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.CompleteScan(ctx, f.account, f.bot, s.id, protocol.ScanComplete{Complete: true, Batches: 1}); err != nil {
+			t.Fatal(err)
+		}
+		d, err := st.Dashboard(ctx, f.account, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(d.BySource) != len(s.want) || d.Endpoints.Protected != s.tls {
+			t.Fatalf("%s: by source %v, protected %d; want %v, %d", s.id, d.BySource, d.Endpoints.Protected, s.want, s.tls)
+		}
+		for i := range s.want {
+			if d.BySource[i] != s.want[i] {
+				t.Fatalf("%s: by source %v, want %v", s.id, d.BySource, s.want)
+			}
+		}
+		// The certificates' sources column agrees with their locations.
+		var wrong int
+		if err := st.DB().QueryRow(`SELECT COUNT(*) FROM certificates c WHERE c.account_id = ? AND c.sources <>
+			COALESCE((SELECT string_agg(source || ',', '' ORDER BY source) FROM (SELECT DISTINCT l.source FROM locations l
+				WHERE l.account_id = c.account_id AND l.fingerprint = c.fingerprint AND l.present = 1)), '')`, f.account).Scan(&wrong); err != nil || wrong != 0 {
+			t.Fatalf("%s: %d certificates whose sources column is not their present locations' (%v)", s.id, wrong, err)
+		}
+	}
+}

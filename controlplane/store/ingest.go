@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -112,9 +113,18 @@ func (s *SQL) ingest(ctx context.Context, tx *sql.Tx, account, botID, scanID str
 	if err != nil {
 		return err
 	}
+	// The sources each certificate of the batch is found in: a new
+	// certificate's sources column (it has no other location), and what a
+	// known one's must include.
+	batchSources := make(map[string][]string, len(fresh))
+	for _, o := range certs {
+		if l := batchSources[o.fingerprint]; !slices.Contains(l, o.f.Source) {
+			batchSources[o.fingerprint] = append(l, o.f.Source)
+		}
+	}
 	insCert, err := tx.PrepareContext(ctx, `INSERT INTO certificates (account_id, fingerprint, subject, common_name, sans, search,
-		issuer, serial, not_before, not_after, key_algorithm, key_bits, signature_algorithm, is_ca, first_seen)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (account_id, fingerprint) DO NOTHING`)
+		issuer, serial, not_before, not_after, key_algorithm, key_bits, signature_algorithm, is_ca, first_seen, sources)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (account_id, fingerprint) DO NOTHING`)
 	// present: the column's default, 1: a certificate is inserted with its location.
 	if err != nil {
 		return err
@@ -143,7 +153,8 @@ func (s *SQL) ingest(ctx context.Context, tx *sql.Tx, account, botID, scanID str
 		}
 		search := strings.ToLower(r.CommonName + "\n" + strings.Join(sans, "\n"))
 		if _, err := insCert.ExecContext(ctx, account, fp, r.Subject, r.CommonName, jsonText(sans), search, r.Issuer, r.Serial,
-			us(*r.NotBefore), us(*r.NotAfter), r.KeyAlgorithm, r.KeyBits, r.SignatureAlgorithm, boolInt(r.IsCA), us(o.seen)); err != nil {
+			us(*r.NotBefore), us(*r.NotAfter), r.KeyAlgorithm, r.KeyBits, r.SignatureAlgorithm, boolInt(r.IsCA), us(o.seen),
+			newSourceSet(batchSources[fp]...).String()); err != nil {
 			return fmt.Errorf("certificate %s: %w", fp, err)
 		}
 		if _, err := insDER.ExecContext(ctx, account, fp, o.f.Chain[0], encodeChain(o.f.Chain[1:])); err != nil {
@@ -158,7 +169,8 @@ func (s *SQL) ingest(ctx context.Context, tx *sql.Tx, account, botID, scanID str
 			fingerprint = excluded.fingerprint, source = excluded.source, format = excluded.format,
 			last_seen = CASE WHEN locations.last_seen > excluded.last_seen THEN locations.last_seen ELSE excluded.last_seen END,
 			present = 1, gone_at = NULL, last_scan_id = excluded.last_scan_id, attributes = excluded.attributes,
-			replaced = CASE WHEN locations.fingerprint <> excluded.fingerprint THEN locations.fingerprint ELSE locations.replaced END`)
+			replaced = CASE WHEN locations.fingerprint <> excluded.fingerprint OR locations.source <> excluded.source
+				THEN locations.fingerprint ELSE locations.replaced END`)
 	if err != nil {
 		return err
 	}
@@ -188,14 +200,17 @@ func (s *SQL) ingest(ctx context.Context, tx *sql.Tx, account, botID, scanID str
 	// Known certificates found again (present once more), and those whose
 	// place now holds another certificate (present elsewhere, or gone).
 	var back []string
-	for fp, present := range known {
-		if !present {
+	for fp, k := range known {
+		if !k.present {
 			if _, bad := bad[fp]; !bad {
 				back = append(back, fp)
 			}
 		}
 	}
 	if err := markPresent(ctx, tx, account, back); err != nil {
+		return err
+	}
+	if err := addSources(ctx, tx, account, known, batchSources, bad); err != nil {
 		return err
 	}
 	if err := recheckReplaced(ctx, tx, account); err != nil {
@@ -344,7 +359,17 @@ func markPresent(ctx context.Context, tx *sql.Tx, account string, fps []string) 
 // replaced at a location (the locations' replaced column), then forgets
 // them. The partial index makes the common case, none, one empty lookup.
 func recheckReplaced(ctx context.Context, tx *sql.Tx, account string) error {
-	_, err := tx.ExecContext(ctx, `UPDATE certificates SET present = 0 WHERE account_id = ? AND present = 1
+	replaced, err := queryStrings(ctx, tx, `SELECT DISTINCT replaced FROM locations WHERE account_id = ? AND replaced <> ''`, account)
+	if err != nil {
+		return fmt.Errorf("replaced certificates: %w", err)
+	}
+	if len(replaced) == 0 {
+		return nil
+	}
+	if err := recomputeSources(ctx, tx, account, replaced); err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE certificates SET present = 0 WHERE account_id = ? AND present = 1
 		AND fingerprint IN (SELECT replaced FROM locations WHERE account_id = ? AND replaced <> '')
 		AND NOT EXISTS (SELECT 1 FROM locations l WHERE l.account_id = certificates.account_id
 			AND l.fingerprint = certificates.fingerprint AND l.present = 1)`, account, account)
@@ -357,10 +382,16 @@ func recheckReplaced(ctx context.Context, tx *sql.Tx, account string) error {
 	return nil
 }
 
+// knownCert is what ingestion needs of a certificate the account has.
+type knownCert struct {
+	present bool
+	sources string // the sources column
+}
+
 // knownFingerprints tells which of the fingerprints the account already
-// has, and whether each is present.
-func knownFingerprints(ctx context.Context, tx *sql.Tx, account string, fps map[string]int) (map[string]bool, error) {
-	known := map[string]bool{}
+// has, whether each is present and where.
+func knownFingerprints(ctx context.Context, tx *sql.Tx, account string, fps map[string]int) (map[string]knownCert, error) {
+	known := map[string]knownCert{}
 	all := make([]string, 0, len(fps))
 	for fp := range fps {
 		all = append(all, fp)
@@ -374,19 +405,19 @@ func knownFingerprints(ctx context.Context, tx *sql.Tx, account string, fps map[
 		for _, fp := range chunk {
 			args = append(args, fp)
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT fingerprint, present FROM certificates WHERE account_id = ? AND fingerprint IN (`+
+		rows, err := tx.QueryContext(ctx, `SELECT fingerprint, present, sources FROM certificates WHERE account_id = ? AND fingerprint IN (`+
 			placeholders(n)+`)`, args...)
 		if err != nil {
 			return nil, err
 		}
 		for rows.Next() {
-			var fp string
+			var fp, sources string
 			var present int
-			if err := rows.Scan(&fp, &present); err != nil {
+			if err := rows.Scan(&fp, &present, &sources); err != nil {
 				rows.Close()
 				return nil, err
 			}
-			known[fp] = present == 1
+			known[fp] = knownCert{present: present == 1, sources: sources}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -539,8 +570,8 @@ func (s *SQL) CertificateDER(ctx context.Context, account, fingerprint string) (
 func (s *SQL) InsertSyntheticCertificates(ctx context.Context, account, botID string, n int, gen func(i int) Certificate) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		ins, err := tx.PrepareContext(ctx, `INSERT INTO certificates (account_id, fingerprint, subject, common_name, sans, search,
-			issuer, serial, not_before, not_after, key_algorithm, key_bits, signature_algorithm, is_ca, first_seen)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+			issuer, serial, not_before, not_after, key_algorithm, key_bits, signature_algorithm, is_ca, first_seen, sources)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
 			return err
 		}
@@ -554,8 +585,13 @@ func (s *SQL) InsertSyntheticCertificates(ctx context.Context, account, botID st
 		for i := range n {
 			c := gen(i)
 			search := strings.ToLower(c.CommonName + "\n" + strings.Join(c.SANs, "\n"))
+			sources := sourceSet{}
+			if len(c.Locations) > 0 {
+				sources["tls"] = struct{}{} // the locations' source below
+			}
 			if _, err := ins.ExecContext(ctx, account, c.Fingerprint, c.Subject, c.CommonName, jsonText(c.SANs), search, c.Issuer,
-				c.Serial, us(c.NotBefore), us(c.NotAfter), c.KeyAlgorithm, c.KeyBits, c.SignatureAlgorithm, boolInt(c.IsCA), us(c.FirstSeen)); err != nil {
+				c.Serial, us(c.NotBefore), us(c.NotAfter), c.KeyAlgorithm, c.KeyBits, c.SignatureAlgorithm, boolInt(c.IsCA), us(c.FirstSeen),
+				sources.String()); err != nil {
 				return err
 			}
 			for _, l := range c.Locations {

@@ -150,6 +150,16 @@ type Store interface {
 	// Audit lists entries newest first; next is the cursor of the
 	// following page (0 at the end).
 	Audit(ctx context.Context, account string, f AuditFilter) (entries []AuditEntry, next int64, err error)
+
+	// IP restrictions (A4): CreateIPRule stores a rule (checked by the
+	// caller: controlplane/iprules) and returns it with its ID; IPRules
+	// lists the account's rules, oldest first (one indexed query: it runs
+	// on every dashboard page and API call). SetIPRuleEnabled and
+	// DeleteIPRule give ErrNotFound for another account's rule.
+	CreateIPRule(ctx context.Context, r IPRule) (IPRule, error)
+	IPRules(ctx context.Context, account string) ([]IPRule, error)
+	SetIPRuleEnabled(ctx context.Context, account string, id int64, enabled bool) error
+	DeleteIPRule(ctx context.Context, account string, id int64) error
 }
 
 // Roles an API key may have (A1). Enforcement comes with RBAC.
@@ -503,3 +513,22 @@ const (
 	DefaultPageSize = 100
 	MaxPageSize     = 1000
 )
+
+// IPRule allows a range of client addresses (A4): once a user has an
+// enabled rule (their own or one for all users), they may work only from
+// an address in one of them.
+type IPRule struct {
+	ID      int64
+	Account string
+	// UserID is the user the rule applies to; "" for all users (and API
+	// keys).
+	UserID string
+	// StartIP and EndIP bound the range, both included, in the form
+	// netip.Addr.String gives.
+	StartIP     string
+	EndIP       string
+	Description string
+	Enabled     bool
+	CreatedAt   time.Time
+	CreatedBy   string // the actor's name (email, key ID or OS user)
+}

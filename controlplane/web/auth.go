@@ -71,6 +71,8 @@ func (s *Server) authRoutes() {
 	s.mux.Handle("POST /account/password", s.page("", s.changePassword))
 	s.userRoutes()  // users.go: users, API keys, account settings
 	s.auditRoutes() // audit.go: the audit log
+	// iprules.go: IP restrictions
+	s.ipRuleRoutes()
 }
 
 // ---- login
@@ -224,6 +226,18 @@ func (s *Server) loginPost(w http.ResponseWriter, r *http.Request) {
 		s.auditEvent(ctx, a, "user.login_failed", u.ID, "user disabled")
 		d.Error = msgLoginWrong
 		s.renderLogin(w, r, http.StatusUnauthorized, d)
+		return
+	}
+	// IP restrictions (A4), checked after the password so that the answer
+	// tells nobody without it whether the email has an account. No session
+	// is made; the failure count stays as it is (the password was right).
+	if allowed, err := s.ipAllowed(ctx, u.Account, u.ID, r); err != nil {
+		s.serverError(w, r, nil, err)
+		return
+	} else if !allowed {
+		s.auditEvent(ctx, a, "user.login_refused", u.ID, "address "+RemoteIP(r)+" not allowed by the IP restrictions")
+		d.Error = msgIPRefused(r)
+		s.renderLogin(w, r, http.StatusForbidden, d)
 		return
 	}
 	acct, err := s.st.Account(ctx, u.Account)

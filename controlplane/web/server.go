@@ -258,6 +258,10 @@ func (s *Server) pageStages(stages []string, perm rbac.Permission, h handlerFunc
 			s.fail(w, r, nil, http.StatusUnauthorized, "Your session has ended. Log in again.")
 			return
 		}
+		// IP restrictions (A4): rules can change while a session lives.
+		if s.ipRefused(w, r, v) {
+			return
+		}
 		if !slices.Contains(stages, v.Session.Stage) {
 			switch v.Session.Stage {
 			case store.SessionTOTP:

@@ -58,7 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newServeCommand(stdout, stderr, getenv), newAccountCommand(stdout, getenv),
 		newAPIKeyCommand(stdout, getenv), newBotCommand(stdout, getenv), newImportCommand(stdout),
-		newUserCommand(stdout, stderr, getenv))
+		newUserCommand(stdout, stderr, getenv), newIPRuleCommand(stdout, getenv))
 
 	err := root.ExecuteContext(ctx)
 	if err == nil {
