@@ -41,6 +41,7 @@ vet:
 
 test: vet windows
 	./scripts/deps.sh openssl slapd ldapadd softhsm2-util pkcs11-tool sshd sudo tinyproxy chromium
+	./scripts/gotools.sh
 	$(GO) test -count=1 ./...
 
 # Fast tests that need nothing installed.
