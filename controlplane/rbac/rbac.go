@@ -90,18 +90,26 @@ const (
 	// ManageAccount: the account's settings, such as enforcing two-factor
 	// login for everyone (A4).
 	ManageAccount Permission = "account.manage"
+	// ViewTemplates: CSR templates, key profiles and provisioning
+	// templates (P1-P3), secrets never shown.
+	ViewTemplates Permission = "templates.view"
+	// ManageTemplates: create, edit, clone, disable, delete them and set
+	// an HSM PIN (P1-P3). Discovery Users have it: the product gives them
+	// key management (seed:1102-1167).
+	ManageTemplates Permission = "templates.manage"
 )
 
 var allPermissions = []Permission{ViewDashboard, ViewCertificates, ViewBots, ManageBots, ImportBundles,
-	ViewUsers, ManageUsers, ViewAudit, ManageAccount}
+	ViewUsers, ManageUsers, ViewAudit, ManageAccount, ViewTemplates, ManageTemplates}
 
 var grants = map[Role][]Permission{
-	Administrator:  allPermissions,
-	Manager:        {ViewDashboard, ViewCertificates, ViewBots, ManageBots, ImportBundles, ViewUsers, ManageUsers, ViewAudit},
+	Administrator: allPermissions,
+	Manager: {ViewDashboard, ViewCertificates, ViewBots, ManageBots, ImportBundles, ViewUsers, ManageUsers, ViewAudit,
+		ViewTemplates, ManageTemplates},
 	FinanceManager: {ViewDashboard, ViewCertificates, ViewUsers, ManageUsers, ViewAudit},
-	StandardUser:   {ViewDashboard, ViewCertificates, ViewBots},
+	StandardUser:   {ViewDashboard, ViewCertificates, ViewBots, ViewTemplates},
 	BasicUser:      {ViewDashboard, ViewCertificates},
-	DiscoveryUser:  {ViewDashboard, ViewCertificates, ViewBots, ManageBots, ImportBundles},
+	DiscoveryUser:  {ViewDashboard, ViewCertificates, ViewBots, ManageBots, ImportBundles, ViewTemplates, ManageTemplates},
 }
 
 // Can reports whether the role has the permission. An unknown role has

@@ -21,6 +21,13 @@ func TestCan(t *testing.T) {
 		{BasicUser, ViewAudit, false},
 		{DiscoveryUser, ManageBots, true},
 		{DiscoveryUser, ManageUsers, false},
+		{Administrator, ManageTemplates, true},
+		{Manager, ManageTemplates, true},
+		{DiscoveryUser, ManageTemplates, true},
+		{StandardUser, ViewTemplates, true},
+		{StandardUser, ManageTemplates, false},
+		{FinanceManager, ViewTemplates, false},
+		{BasicUser, ViewTemplates, false},
 		{Role("root"), ViewDashboard, false},
 	} {
 		if got := Can(tc.role, tc.perm); got != tc.want {

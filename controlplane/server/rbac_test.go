@@ -23,14 +23,8 @@ func TestRoleMatrix(t *testing.T) {
 	e := newEnv(t)
 	account, adminKey := e.account(1000)
 	bot, _ := e.createBot(adminKey, "web")
-	ctx := context.Background()
 
-	routes := []struct {
-		method, path string
-		body         func(role string) any
-		perm         rbac.Permission
-		ok           int
-	}{
+	routes := []roleRoute{
 		{"GET", "/dashboard", nil, rbac.ViewDashboard, http.StatusOK},
 		{"GET", "/audit", nil, rbac.ViewAudit, http.StatusOK},
 		{"GET", "/bots", nil, rbac.ViewBots, http.StatusOK},
@@ -50,44 +44,7 @@ func TestRoleMatrix(t *testing.T) {
 		{"GET", "/apikeys", nil, rbac.ViewUsers, http.StatusOK},
 		{"POST", "/apikeys", func(string) any { return map[string]string{"role": "basic_user"} }, rbac.ManageUsers, http.StatusCreated},
 	}
-	for _, role := range rbac.Roles() {
-		key, err := admin.CreateAPIKey(ctx, e.st, account, string(role))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, rt := range routes {
-			t.Run(string(role)+" "+rt.method+" "+rt.path, func(t *testing.T) {
-				var body any
-				if rt.body != nil {
-					body = rt.body(string(role))
-				}
-				r := e.user(rt.method, rt.path, key, body)
-				if rbac.Can(role, rt.perm) {
-					if r.status != rt.ok {
-						t.Fatalf("status %d, want %d: %s", r.status, rt.ok, r.body)
-					}
-					return
-				}
-				if r.status != http.StatusForbidden {
-					t.Fatalf("status %d, want 403: %s", r.status, r.body)
-				}
-				want := "forbidden: your role (" + string(role) + ") lacks " + string(rt.perm)
-				if msg := r.errorText(t); msg != want {
-					t.Fatalf("error %q, want %q", msg, want)
-				}
-				// The refusal is audited.
-				entries, _, err := e.st.Audit(ctx, account, store.AuditFilter{Limit: 1})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(entries) != 1 || entries[0].Action != "denied" || entries[0].Actor != admin.APIKeyID(key) ||
-					entries[0].ActorKind != "apikey" || entries[0].Remote != "127.0.0.1" ||
-					!strings.Contains(entries[0].Detail, string(rt.perm)) {
-					t.Fatalf("refusal audited as %+v", entries)
-				}
-			})
-		}
-	}
+	checkRoleMatrix(t, e, account, routes)
 }
 
 func TestAPIChangesAudited(t *testing.T) {
@@ -248,6 +205,61 @@ func TestDashboardMounted(t *testing.T) {
 		srv.Handler().ServeHTTP(rec, httptest.NewRequest("GET", tt.path, nil))
 		if rec.Code != tt.status || !strings.Contains(rec.Body.String(), tt.body) {
 			t.Errorf("GET %s: %d %q, want %d %q", tt.path, rec.Code, rec.Body.String(), tt.status, tt.body)
+		}
+	}
+}
+
+// roleRoute is one user API route of a role matrix: the permission it
+// needs and the status it answers when allowed.
+type roleRoute struct {
+	method, path string
+	body         func(role string) any
+	perm         rbac.Permission
+	ok           int
+}
+
+// checkRoleMatrix calls every route with an API key of every role (A1): a
+// role with the permission gets the route's status; one without gets 403
+// naming the permission, and the refusal is audited against the key.
+func checkRoleMatrix(t *testing.T, e *env, account string, routes []roleRoute) {
+	t.Helper()
+	ctx := context.Background()
+	for _, role := range rbac.Roles() {
+		key, err := admin.CreateAPIKey(ctx, e.st, account, string(role))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rt := range routes {
+			t.Run(string(role)+" "+rt.method+" "+rt.path, func(t *testing.T) {
+				var body any
+				if rt.body != nil {
+					body = rt.body(string(role))
+				}
+				r := e.user(rt.method, rt.path, key, body)
+				if rbac.Can(role, rt.perm) {
+					if r.status != rt.ok {
+						t.Fatalf("status %d, want %d: %s", r.status, rt.ok, r.body)
+					}
+					return
+				}
+				if r.status != http.StatusForbidden {
+					t.Fatalf("status %d, want 403: %s", r.status, r.body)
+				}
+				want := "forbidden: your role (" + string(role) + ") lacks " + string(rt.perm)
+				if msg := r.errorText(t); msg != want {
+					t.Fatalf("error %q, want %q", msg, want)
+				}
+				// The refusal is audited.
+				entries, _, err := e.st.Audit(ctx, account, store.AuditFilter{Limit: 1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(entries) != 1 || entries[0].Action != "denied" || entries[0].Actor != admin.APIKeyID(key) ||
+					entries[0].ActorKind != "apikey" || entries[0].Remote != "127.0.0.1" ||
+					!strings.Contains(entries[0].Detail, string(rt.perm)) {
+					t.Fatalf("refusal audited as %+v", entries)
+				}
+			})
 		}
 	}
 }

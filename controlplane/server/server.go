@@ -178,6 +178,10 @@ func (s *Server) routes(dashboard http.Handler) {
 	} {
 		m.Handle(rt.pattern, s.user(rt.perm, rt.action, rt.h))
 	}
+	// Templates and key profiles (P1-P3): templatesapi.go.
+	for _, rt := range s.templateRoutes(p) {
+		m.Handle(rt.pattern, s.user(rt.perm, rt.action, rt.h))
+	}
 	m.HandleFunc(p+"/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API route")
 	})

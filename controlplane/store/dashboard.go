@@ -68,8 +68,10 @@ const topIssuers = 10
 // Dashboard computes the account's numbers from its inventory. Counts of
 // what later features bring (configured, ordered, issued, deployed,
 // revoked, rotated, rekeyed or suspended certificates, vulnerability
-// checks, templates, keys in templates or rotated) stay zero: there are no
-// tables for them yet, and the dashboard never estimates.
+// checks, email templates, CSRs, keystores, keys in templates or rotated)
+// stay zero: there are no tables for them yet, and the dashboard never
+// estimates. Enabled CSR templates, provisioning templates and key
+// profiles are counted (dashTemplates, templates.go).
 func (s *SQL) Dashboard(ctx context.Context, account string, now time.Time) (Dashboard, error) {
 	var d Dashboard
 	// One read transaction: every number comes from the same snapshot.
@@ -79,7 +81,7 @@ func (s *SQL) Dashboard(ctx context.Context, account string, now time.Time) (Das
 	}
 	defer tx.Rollback()
 	for _, step := range []func(context.Context, *sql.Tx, string, time.Time, *Dashboard) error{
-		dashCertificates, dashSources, dashEndpoints, dashKeys, dashBots,
+		dashCertificates, dashSources, dashEndpoints, dashKeys, dashBots, dashTemplates,
 	} {
 		if err := step(ctx, tx, account, now, &d); err != nil {
 			return Dashboard{}, fmt.Errorf("dashboard: %w", err)

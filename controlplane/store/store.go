@@ -160,6 +160,31 @@ type Store interface {
 	IPRules(ctx context.Context, account string) ([]IPRule, error)
 	SetIPRuleEnabled(ctx context.Context, account string, id int64, enabled bool) error
 	DeleteIPRule(ctx context.Context, account string, id int64) error
+
+	// CSR templates (P1), key profiles (P3) and provisioning templates
+	// (P2). Names are unique per account (ErrConflict); lists are by name;
+	// an object of another account is ErrNotFound. Update replaces every
+	// setting of the object with ID t.ID (Account, CreatedAt kept).
+	// Deleting a CSR template or key profile that a provisioning template
+	// uses is ErrConflict naming them. A provisioning template stored with
+	// Default set clears the account's other default in the same
+	// transaction; its CSRTemplateID and KeyProfileID ("" for none) must
+	// be the account's (ErrNotFound).
+	CreateCSRTemplate(ctx context.Context, t CSRTemplate) error
+	CSRTemplate(ctx context.Context, account, id string) (CSRTemplate, error)
+	CSRTemplates(ctx context.Context, account string) ([]CSRTemplate, error)
+	UpdateCSRTemplate(ctx context.Context, t CSRTemplate) error
+	DeleteCSRTemplate(ctx context.Context, account, id string) error
+	CreateKeyProfile(ctx context.Context, p KeyProfile) error
+	KeyProfile(ctx context.Context, account, id string) (KeyProfile, error)
+	KeyProfiles(ctx context.Context, account string) ([]KeyProfile, error)
+	UpdateKeyProfile(ctx context.Context, p KeyProfile) error
+	DeleteKeyProfile(ctx context.Context, account, id string) error
+	CreateProvisioningTemplate(ctx context.Context, t ProvisioningTemplate) error
+	ProvisioningTemplate(ctx context.Context, account, id string) (ProvisioningTemplate, error)
+	ProvisioningTemplates(ctx context.Context, account string) ([]ProvisioningTemplate, error)
+	UpdateProvisioningTemplate(ctx context.Context, t ProvisioningTemplate) error
+	DeleteProvisioningTemplate(ctx context.Context, account, id string) error
 }
 
 // Roles an API key may have (A1). Enforcement comes with RBAC.
@@ -531,4 +556,113 @@ type IPRule struct {
 	Enabled     bool
 	CreatedAt   time.Time
 	CreatedBy   string // the actor's name (email, key ID or OS user)
+}
+
+// CSRTemplate is how a CSR is built (P1).
+type CSRTemplate struct {
+	ID      string
+	Account string
+	Name    string
+	// SignatureAlgorithm: SHA256WithRSA, SHA384WithRSA, ECDSAWithSHA256,
+	// ECDSAWithSHA384, PureEd25519.
+	SignatureAlgorithm string
+	KeyAlgorithm       string // RSA, ECDSA, Ed25519
+	KeySize            int    // RSA: 2048, 3072, 4096; 0 otherwise
+	Curve              string // ECDSA: P-256, P-384; "" otherwise
+	Subject            CSRSubject
+	SANs               CSRSANs
+	// CopyFromCertificate takes the subject and SANs of the certificate
+	// being rotated (the rotation's default); the fields above then only
+	// fill what it lacks.
+	CopyFromCertificate bool
+	Enabled             bool
+	CreatedAt           time.Time
+	UpdatedAt           time.Time
+}
+
+// CSRSubject is a CSR's subject DN.
+type CSRSubject struct {
+	CommonName         string `json:"cn,omitempty"`
+	Organization       string `json:"o,omitempty"`
+	OrganizationalUnit string `json:"ou,omitempty"`
+	Locality           string `json:"l,omitempty"`
+	Province           string `json:"st,omitempty"`
+	Country            string `json:"c,omitempty"` // two letters
+	Email              string `json:"email,omitempty"`
+	// Custom attributes, by OID (e.g. 2.5.4.5 serialNumber).
+	Custom []SubjectAttribute `json:"custom,omitempty"`
+}
+
+// SubjectAttribute is a subject attribute named by its OID.
+type SubjectAttribute struct {
+	OID   string `json:"oid"`
+	Value string `json:"value"`
+}
+
+// CSRSANs are a CSR's subject alternative names.
+type CSRSANs struct {
+	DNS   []string `json:"dns,omitempty"`
+	IP    []string `json:"ip,omitempty"`
+	Email []string `json:"email,omitempty"`
+	URI   []string `json:"uri,omitempty"`
+}
+
+// Key profile kinds (P3).
+const (
+	KeyProfileSoftware = "software"
+	KeyProfilePKCS12   = "pkcs12"
+	KeyProfilePKCS11   = "pkcs11"
+)
+
+// KeyProfile says where a new key is made and kept (P3).
+type KeyProfile struct {
+	ID      string
+	Account string
+	Name    string
+	Kind    string // KeyProfileSoftware, KeyProfilePKCS12, KeyProfilePKCS11
+	// PKCS#11: the module, the token (by label or serial), the slot (nil:
+	// found by the token) and the user PIN, sealed by the caller (nil: none).
+	ModulePath  string
+	TokenLabel  string
+	TokenSerial string
+	Slot        *int
+	PINSealed   []byte
+	// PKCS#12: where keystores are written ("" the location's own path)
+	// and the least length of their passwords.
+	PathPattern       string
+	PasswordMinLength int
+	Enabled           bool
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
+}
+
+// Provisioning template choices (P2).
+const (
+	KeyPairNew             = "new"
+	KeyPairExisting        = "existing"
+	KeystorePasswordRandom = "random"
+	KeystorePasswordManual = "manual"
+)
+
+// ProvisioningTemplate is how a certificate is ordered and provisioned
+// (P2).
+type ProvisioningTemplate struct {
+	ID      string
+	Account string
+	Name    string
+	Origin  string
+	// Default: the template used when none is chosen; one per account.
+	Default bool
+	KeyPair string // KeyPairNew, KeyPairExisting
+	// KeystorePassword is KeystorePasswordRandom or KeystorePasswordManual;
+	// a manual one is KeystorePasswordSealed (sealed by the caller).
+	KeystorePassword       string
+	KeystorePasswordSealed []byte
+	CSRTemplateID          string // "" for none
+	KeyProfileID           string // "" for none
+	CAConnector            string
+	CASettings             string // a reference to the connector's settings
+	Enabled                bool
+	CreatedAt              time.Time
+	UpdatedAt              time.Time
 }
