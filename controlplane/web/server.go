@@ -135,6 +135,7 @@ func (s *Server) routes() {
 	s.dashboardRoutes() // dashboard.go: the dashboard
 	s.certRoutes()      // certificates.go: the inventory, a certificate, downloads, exports
 	s.botRoutes()       // bots.go: bots, their settings and actions
+	s.templateRoutes()  // templates.go: CSR templates, key profiles, provisioning templates
 }
 
 // ---- sessions and permissions
