@@ -313,11 +313,13 @@ func TestSymlinkedFiles(t *testing.T) {
 	}
 }
 
-// TestOwnerKept runs as root only (chown to another user needs it): the
-// new files get the old files' uid and gid.
+// TestOwnerKept: the new files get the old files' uid and gid. As root
+// (make test) the old key belongs to another user; otherwise to one's own
+// uid and a group one is in, which is all a non-root chown may do.
 func TestOwnerKept(t *testing.T) {
+	uid, gid := 1234, 5678
 	if os.Geteuid() != 0 {
-		t.Skip("chown to another user needs root")
+		uid, gid = os.Getuid(), os.Getgid()
 	}
 	p := newPKI(t)
 	old := p.issue(t, "old.test", 24*time.Hour, keygen.ECDSAP256, keygen.PKCS8)
@@ -326,7 +328,7 @@ func TestOwnerKept(t *testing.T) {
 	cfg := Config{CertPath: filepath.Join(dir, "cert.pem"), KeyPath: filepath.Join(dir, "key.pem"), BackupDir: filepath.Join(t.TempDir(), "b")}
 	writeFile(t, cfg.CertPath, old.certPEM, 0o644)
 	writeFile(t, cfg.KeyPath, old.keyPEM, 0o640)
-	if err := os.Chown(cfg.KeyPath, 1234, 5678); err != nil {
+	if err := os.Chown(cfg.KeyPath, uid, gid); err != nil {
 		t.Fatal(err)
 	}
 	d, _ := New(cfg)
@@ -339,8 +341,8 @@ func TestOwnerKept(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if o := ownerOf(fi); o.uid != 1234 || o.gid != 5678 || fi.Mode().Perm() != 0o640 {
-			t.Errorf("%s: owner%s mode %v, want 1234:5678 0640", path, o, fi.Mode().Perm())
+		if o := ownerOf(fi); o.uid != uid || o.gid != gid || fi.Mode().Perm() != 0o640 {
+			t.Errorf("%s: owner%s mode %v, want %d:%d 0640", path, o, fi.Mode().Perm(), uid, gid)
 		}
 	}
 }
