@@ -252,8 +252,9 @@ func (s *Server) botCreate(w http.ResponseWriter, r *http.Request, v *Viewer) {
 		return
 	}
 	if errors.Is(err, store.ErrBotLimit) {
-		s.renderBotNew(w, r, v, http.StatusConflict, botNewData{Name: name, Group: group,
-			Error: "name: the account has reached its bot limit; deactivate a bot or ask for a higher limit"})
+		// The page says so itself (#bot-limit-reached), with the limit: one
+		// message, not two, and not pinned on the name field.
+		s.renderBotNew(w, r, v, http.StatusConflict, botNewData{Name: name, Group: group})
 		return
 	}
 	if err != nil {

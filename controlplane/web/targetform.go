@@ -157,6 +157,14 @@ func (q *targetQuery) add(name, value string) {
 	*q = append(*q, name+"="+escapeTargetValue(value))
 }
 
+// addSet adds the parameter only when the field was filled in: an empty
+// optional field means "not given", never an empty value.
+func (q *targetQuery) addSet(name, value string) {
+	if value != "" {
+		q.add(name, value)
+	}
+}
+
 func (q targetQuery) String() string { return strings.Join(q, "&") }
 
 // escapeTargetValue is url.QueryEscape with spaces as %20: the target
@@ -260,12 +268,8 @@ func targetFromForm(f url.Values) (string, error) {
 		if dn == "" {
 			dn = strings.TrimPrefix(base.Path, "/")
 		}
-		if bind := val("ldap_bind_dn"); bind != "" {
-			q.add(protocol.ParamBindDN, bind)
-		}
-		if pw := secret("ldap_password"); pw != "" {
-			q.add(protocol.ParamPassword, pw)
-		}
+		q.addSet(protocol.ParamBindDN, val("ldap_bind_dn"))
+		q.addSet(protocol.ParamPassword, secret("ldap_password"))
 		if checked("ldap_starttls") {
 			q.add(protocol.ParamStartTLS, "true")
 		}
@@ -282,9 +286,7 @@ func targetFromForm(f url.Values) (string, error) {
 			attrs = "token=" + url.PathEscape(tok)
 		}
 		q.add(protocol.ParamModulePath, module)
-		if pin := secret("pkcs11_pin"); pin != "" {
-			q.add(protocol.ParamPINValue, pin)
-		}
+		q.addSet(protocol.ParamPINValue, secret("pkcs11_pin"))
 		var objects []string
 		if checked("pkcs11_certs") {
 			objects = append(objects, "certs")
@@ -317,21 +319,11 @@ func targetFromForm(f url.Values) (string, error) {
 			}
 			paths = append(paths, p)
 		}
-		if pw := secret("ssh_password"); pw != "" {
-			q.add(protocol.ParamPassword, pw)
-		}
-		if kf := val("ssh_key_file"); kf != "" {
-			q.add(protocol.ParamKeyFile, kf)
-		}
-		if pp := secret("ssh_passphrase"); pp != "" {
-			q.add(protocol.ParamPassphrase, pp)
-		}
-		if hk := val("ssh_host_key"); hk != "" {
-			q.add(protocol.ParamHostKey, hk)
-		}
-		if kh := val("ssh_known_hosts"); kh != "" {
-			q.add(protocol.ParamKnownHosts, kh)
-		}
+		q.addSet(protocol.ParamPassword, secret("ssh_password"))
+		q.addSet(protocol.ParamKeyFile, val("ssh_key_file"))
+		q.addSet(protocol.ParamPassphrase, secret("ssh_passphrase"))
+		q.addSet(protocol.ParamHostKey, val("ssh_host_key"))
+		q.addSet(protocol.ParamKnownHosts, val("ssh_known_hosts"))
 		if checked("ssh_insecure_host_key") {
 			q.add(protocol.ParamInsecureHostKey, "true")
 		}
@@ -351,9 +343,7 @@ func targetFromForm(f url.Values) (string, error) {
 			return "", fieldErr("f5_user", "required")
 		}
 		q.add(protocol.ParamUser, user)
-		if pw := secret("f5_password"); pw != "" {
-			q.add(protocol.ParamPassword, pw)
-		}
+		q.addSet(protocol.ParamPassword, secret("f5_password"))
 		if checked("f5_insecure") {
 			q.add(protocol.ParamInsecure, "true")
 		}
@@ -370,12 +360,8 @@ func targetFromForm(f url.Values) (string, error) {
 				return "", fieldErr("aws_regions", "%q is not a region name (e.g. eu-west-1) or all", r)
 			}
 		}
-		if ak := val("aws_access_key"); ak != "" {
-			q.add(protocol.ParamAccessKey, ak)
-		}
-		if sk := secret("aws_secret_key"); sk != "" {
-			q.add(protocol.ParamSecretKey, sk)
-		}
+		q.addSet(protocol.ParamAccessKey, val("aws_access_key"))
+		q.addSet(protocol.ParamSecretKey, secret("aws_secret_key"))
 		u := url.URL{Scheme: protocol.SchemeAWS, Host: strings.Join(regions, ","), RawQuery: q.String()}
 		return u.String(), nil
 
@@ -389,15 +375,9 @@ func targetFromForm(f url.Values) (string, error) {
 				return "", fieldErr("cloudflare_zones", "%q is not a zone ID (32 hex digits)", z)
 			}
 		}
-		if tok := secret("cloudflare_api_token"); tok != "" {
-			q.add(protocol.ParamAPIToken, tok)
-		}
-		if email := val("cloudflare_email"); email != "" {
-			q.add(protocol.ParamEmail, email)
-		}
-		if key := secret("cloudflare_api_key"); key != "" {
-			q.add(protocol.ParamAPIKey, key)
-		}
+		q.addSet(protocol.ParamAPIToken, secret("cloudflare_api_token"))
+		q.addSet(protocol.ParamEmail, val("cloudflare_email"))
+		q.addSet(protocol.ParamAPIKey, secret("cloudflare_api_key"))
 		u := url.URL{Scheme: protocol.SchemeCloudflare, Host: strings.Join(zones, ","), RawQuery: q.String()}
 		return u.String(), nil
 
