@@ -164,6 +164,8 @@ type Job struct {
 	ID     string `json:"id"`
 	Kind   string `json:"kind"`
 	ScanID string `json:"scan_id,omitempty"`
+	// Rotation is set for JobRotate (capability 2).
+	Rotation *Rotation `json:"rotation,omitempty"`
 }
 
 // JobsResponse answers a long poll.
@@ -181,6 +183,9 @@ const (
 type JobResult struct {
 	Status string `json:"status"` // JobDone or JobFailed
 	Error  string `json:"error,omitempty"`
+	// Rotation reports a JobRotate job (set whether it succeeded or not,
+	// once the bot got as far as knowing the order).
+	Rotation *RotationResult `json:"rotation,omitempty"`
 }
 
 // ErrorResponse is every error answer of both APIs: {"error":"..."}.

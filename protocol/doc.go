@@ -11,4 +11,7 @@ package protocol
 // every change the other side must know about; the date says when.
 //
 //	1 (2026-11-25): targets tls, file, jks, certstore; findings; records.
-const CapabilityVersion = 1
+//	2 (2026-11-25): rotation jobs (JobRotate, PathOrderCSR,
+//	  JobResult.Rotation). A control plane sends rotations only to bots
+//	  that activated with 2 or more.
+const CapabilityVersion = 2

@@ -19,13 +19,27 @@ const maxDialTimeout = 5 * time.Second
 // take a moment after a reload. It returns a summary, or an error naming
 // every endpoint that did not get there and what it served instead.
 func (d *Deployer) verifyEndpoints(ctx context.Context, fp string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, d.cfg.VerifyTimeout)
+	return VerifyEndpoints(ctx, d.cfg.Verify, fp, d.cfg.VerifyTimeout, d.cfg.VerifyInterval)
+}
+
+// VerifyEndpoints checks, concurrently, that every endpoint serves the
+// leaf with fingerprint fp (Fingerprint), retrying each every interval
+// until timeout (zero: the defaults). Other targets (a remote host, a
+// load balancer) use it for their verify step.
+func VerifyEndpoints(ctx context.Context, eps []Endpoint, fp string, timeout, interval time.Duration) (string, error) {
+	if timeout <= 0 {
+		timeout = DefaultVerifyTimeout
+	}
+	if interval <= 0 {
+		interval = DefaultVerifyInterval
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	msgs := make([]string, len(d.cfg.Verify))
-	errs := make([]error, len(d.cfg.Verify))
+	msgs := make([]string, len(eps))
+	errs := make([]error, len(eps))
 	var wg sync.WaitGroup
-	for i, e := range d.cfg.Verify {
-		wg.Go(func() { msgs[i], errs[i] = d.verifyOne(ctx, e, fp) })
+	for i, e := range eps {
+		wg.Go(func() { msgs[i], errs[i] = verifyOne(ctx, e, fp, interval) })
 	}
 	wg.Wait()
 	var bad []string
@@ -40,7 +54,7 @@ func (d *Deployer) verifyEndpoints(ctx context.Context, fp string) (string, erro
 	return strings.Join(msgs, "; "), nil
 }
 
-func (d *Deployer) verifyOne(ctx context.Context, e Endpoint, fp string) (string, error) {
+func verifyOne(ctx context.Context, e Endpoint, fp string, interval time.Duration) (string, error) {
 	start := time.Now()
 	var last string
 	for attempt := 1; ; attempt++ {
@@ -53,7 +67,7 @@ func (d *Deployer) verifyOne(ctx context.Context, e Endpoint, fp string) (string
 		default:
 			last = "serves " + short(got)
 		}
-		t := time.NewTimer(d.cfg.VerifyInterval)
+		t := time.NewTimer(interval)
 		select {
 		case <-ctx.Done():
 			t.Stop()

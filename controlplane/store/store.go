@@ -280,11 +280,16 @@ const (
 
 // Job is work queued for a bot.
 type Job struct {
-	ID        string
-	Account   string
-	BotID     string
-	Kind      string
-	ScanID    string
+	ID      string
+	Account string
+	BotID   string
+	Kind    string
+	ScanID  string
+	// Payload is the job's work, sealed by the caller (a rotation, with
+	// its secrets); nil for scans and config changes.
+	Payload []byte
+	// OrderID is the order a rotate job carries out.
+	OrderID   string
 	Status    string
 	Error     string
 	CreatedAt time.Time
