@@ -50,6 +50,9 @@ type Pebble struct {
 	DirectoryURL string
 	// ManagementURL is the management interface (roots, intermediates).
 	ManagementURL string
+	// MinicaFile is the PEM file of the CA that signs Pebble's HTTPS
+	// certificate, for clients configured by file (emsign-cp's CA config).
+	MinicaFile string
 	// HTTPClient trusts Pebble's HTTPS certificate (minica).
 	HTTPClient *http.Client
 	log        *lockedBuffer
@@ -157,6 +160,7 @@ func StartPebble(tb testing.TB, opts PebbleOptions) *Pebble {
 		tb.Fatal("pebble.minica.pem holds no certificate")
 	}
 	p := &Pebble{
+		MinicaFile:    filepath.Join(certs, "pebble.minica.pem"),
 		DirectoryURL:  fmt.Sprintf("https://127.0.0.1:%d/dir", listen),
 		ManagementURL: fmt.Sprintf("https://127.0.0.1:%d", mgmt),
 		HTTPClient: &http.Client{
