@@ -40,7 +40,7 @@ vet:
 	GOOS=windows GOARCH=amd64 $(GO) vet ./...
 
 test: vet windows
-	./scripts/deps.sh openssl slapd ldapadd softhsm2-util pkcs11-tool sshd sudo tinyproxy chromium
+	./scripts/deps.sh openssl keytool slapd ldapadd softhsm2-util pkcs11-tool sshd sudo tinyproxy chromium
 	./scripts/gotools.sh
 	$(GO) test -count=1 ./...
 

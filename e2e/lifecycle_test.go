@@ -78,12 +78,14 @@ type controlPlane struct {
 	log    *bytes.Buffer
 	client *http.Client
 	apiKey string
+	// args are added to serve's command line (e.g. --ca-config).
+	args []string
 }
 
 func (c *controlPlane) start() {
 	c.t.Helper()
 	c.log = &bytes.Buffer{}
-	c.cmd = exec.Command(c.bin, "serve", "--data", c.data, "--listen", c.listen)
+	c.cmd = exec.Command(c.bin, append([]string{"serve", "--data", c.data, "--listen", c.listen}, c.args...)...)
 	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
 	if err := c.cmd.Start(); err != nil {
 		c.t.Fatal(err)

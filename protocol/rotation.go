@@ -1,6 +1,10 @@
 package protocol
 
-import "time"
+import (
+	"log/slog"
+	"strings"
+	"time"
+)
 
 // Rotation (B9, P1-P8): the control plane sends a bot a JobRotate job for
 // one location it holds. The bot makes the key where Key says, builds the
@@ -79,11 +83,11 @@ type KeySpec struct {
 
 // PKCS11Key names the token a key is made on, and how.
 type PKCS11Key struct {
-	Module      string `json:"module"`
-	TokenLabel  string `json:"token_label,omitempty"`
-	TokenSerial string `json:"token_serial,omitempty"`
-	Slot        *int   `json:"slot,omitempty"`
-	PIN         Secret `json:"pin"`
+	Module      string        `json:"module"`
+	TokenLabel  string        `json:"token_label,omitempty"`
+	TokenSerial string        `json:"token_serial,omitempty"`
+	Slot        *int          `json:"slot,omitempty"`
+	PIN         TransitSecret `json:"pin"`
 	// Label is the CKA_LABEL given to the new key pair and its
 	// certificate object; ID (hex) their CKA_ID ("" makes one from the
 	// public key).
@@ -134,9 +138,9 @@ type DeploySpec struct {
 	// DeployJKS, DeployPKCS12: the keystore, its password (manual, or
 	// the random one the control plane made for the order) and the
 	// entry; Alias "" is the entry holding the old certificate.
-	KeystorePath     string `json:"keystore_path,omitempty"`
-	KeystorePassword Secret `json:"keystore_password,omitzero"`
-	Alias            string `json:"alias,omitempty"`
+	KeystorePath     string        `json:"keystore_path,omitempty"`
+	KeystorePassword TransitSecret `json:"keystore_password,omitzero"`
+	Alias            string        `json:"alias,omitempty"`
 
 	// Target is the discovery target the location was found through
 	// (with its credentials), for the kinds reached over the network:
@@ -231,4 +235,62 @@ type RotationStep struct {
 	OK      bool      `json:"ok"`
 	Message string    `json:"message"`
 	Time    time.Time `json:"time"`
+}
+
+// LogValue methods keep the secrets of a job (the PIN, the keystore
+// password, the credentials in Target) out of slog output, whose JSON
+// handler would otherwise marshal them: every type that holds a
+// TransitSecret or a target with credentials has one.
+
+// LogValue shows the job without its rotation's secrets.
+func (j Job) LogValue() slog.Value {
+	attrs := []slog.Attr{slog.String("id", j.ID), slog.String("kind", j.Kind)}
+	if j.ScanID != "" {
+		attrs = append(attrs, slog.String("scan_id", j.ScanID))
+	}
+	if j.Rotation != nil {
+		attrs = append(attrs, slog.Any("rotation", *j.Rotation))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// LogValue shows the rotation without its secrets.
+func (r Rotation) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("order_id", r.OrderID), slog.String("action", r.Action),
+		slog.String("location", r.Location), slog.Any("key", r.Key), slog.Any("deploy", r.Deploy))
+}
+
+// LogValue shows where the key is made, without the PIN.
+func (k KeySpec) LogValue() slog.Value {
+	attrs := []slog.Attr{slog.String("where", k.Where), slog.String("algorithm", k.Algorithm), slog.Bool("existing", k.Existing)}
+	if k.PKCS11 != nil {
+		attrs = append(attrs, slog.Any("pkcs11", *k.PKCS11))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// LogValue shows the token without the PIN.
+func (k PKCS11Key) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("module", k.Module), slog.String("token_label", k.TokenLabel),
+		slog.String("token_serial", k.TokenSerial), slog.String("label", k.Label), slog.String("id", k.ID))
+}
+
+// LogValue shows the deployment without the keystore password and the
+// target's credentials (only the target's kind).
+func (d DeploySpec) LogValue() slog.Value {
+	attrs := []slog.Attr{slog.String("kind", d.Kind)}
+	for _, f := range []struct{ k, v string }{{"cert_path", d.CertPath}, {"key_path", d.KeyPath}, {"chain_path", d.ChainPath},
+		{"keystore_path", d.KeystorePath}, {"alias", d.Alias}, {"object", d.Object}} {
+		if f.v != "" {
+			attrs = append(attrs, slog.String(f.k, f.v))
+		}
+	}
+	if d.Target != "" {
+		kind, _, _ := strings.Cut(d.Target, ":")
+		attrs = append(attrs, slog.String("target", kind+":…"))
+	}
+	if len(d.Reload) > 0 {
+		attrs = append(attrs, slog.Any("reload", d.Reload))
+	}
+	return slog.GroupValue(attrs...)
 }

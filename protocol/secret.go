@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 )
@@ -49,3 +50,41 @@ func (s Secret) LogValue() slog.Value { return slog.StringValue(redacted) }
 
 // MarshalText keeps the secret out of JSON, XML and any text encoder.
 func (s Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
+
+// TransitSecret is a secret that must cross the wire: a PIN or a keystore
+// password inside a rotation job, sent only over the bot API's mutual TLS
+// and kept by the control plane only sealed. Unlike Secret it marshals its
+// value into JSON and reads it back; like Secret it prints, formats and
+// logs as REDACTED. Use it for nothing that is stored or answered to a user.
+type TransitSecret struct{ s Secret }
+
+// NewTransitSecret wraps a value for the wire.
+func NewTransitSecret(v string) TransitSecret { return TransitSecret{s: NewSecret(v)} }
+
+// Reveal returns the value. Call it only where the value is used.
+func (t TransitSecret) Reveal() string { return t.s.Reveal() }
+
+// Secret is the value as a Secret, which never marshals it.
+func (t TransitSecret) Secret() Secret { return t.s }
+
+// IsZero reports whether the secret is empty (for omitzero).
+func (t TransitSecret) IsZero() bool { return t.s.IsZero() }
+
+func (t TransitSecret) String() string                { return redacted }
+func (t TransitSecret) GoString() string              { return redacted }
+func (t TransitSecret) Format(f fmt.State, verb rune) { t.s.Format(f, verb) }
+func (t TransitSecret) LogValue() slog.Value          { return t.s.LogValue() }
+
+// MarshalJSON writes the value: the one deliberate way a secret leaves a
+// process, and only in a job body.
+func (t TransitSecret) MarshalJSON() ([]byte, error) { return json.Marshal(t.s.Reveal()) }
+
+// UnmarshalJSON reads the value back.
+func (t *TransitSecret) UnmarshalJSON(b []byte) error {
+	var v string
+	if err := json.Unmarshal(b, &v); err != nil {
+		return fmt.Errorf("secret: want a JSON string")
+	}
+	*t = NewTransitSecret(v)
+	return nil
+}

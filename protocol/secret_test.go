@@ -278,3 +278,42 @@ func TestSecretRevealAndZero(t *testing.T) {
 		t.Errorf("nil *Secret prints %q", got)
 	}
 }
+
+// A TransitSecret crosses the wire in a job body (B9: an HSM PIN, a
+// keystore password) and reads back, yet never prints or logs.
+func TestTransitSecret(t *testing.T) {
+	const pin = "transit-pin-4471"
+	spec := PKCS11Key{Module: "softhsm2", PIN: NewTransitSecret(pin), Label: "web"}
+	b, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back PKCS11Key
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.PIN.Reveal() != pin {
+		t.Errorf("round trip gave %q", back.PIN.Reveal())
+	}
+	var logged bytes.Buffer
+	job := Job{ID: "j1", Kind: JobRotate, Rotation: &Rotation{OrderID: "o1", Key: KeySpec{Where: KeyWherePKCS11, PKCS11: &spec},
+		Deploy: DeploySpec{Kind: DeployJKS, KeystorePassword: NewTransitSecret(pin), Target: "ldap://u:" + pin + "@h"}}}
+	for _, h := range []slog.Handler{slog.NewJSONHandler(&logged, nil), slog.NewTextHandler(&logged, nil)} {
+		slog.New(h).Info("job", "spec", spec, "pin", spec.PIN, "job", job, "rotation", *job.Rotation, "deploy", job.Rotation.Deploy, "key", job.Rotation.Key)
+	}
+	if !strings.Contains(logged.String(), "o1") {
+		t.Errorf("the log lost the order: %s", logged.String())
+	}
+	for _, s := range []string{fmt.Sprint(spec), fmt.Sprintf("%+v %#v %q %s", spec, spec, spec.PIN, spec.PIN), logged.String(), back.PIN.Secret().String()} {
+		if strings.Contains(s, pin) {
+			t.Errorf("the PIN leaked: %s", s)
+		}
+	}
+	if err := json.Unmarshal([]byte(`{"pin":5}`), &back); err == nil || strings.Contains(err.Error(), "5") {
+		t.Errorf("a non-string PIN: %v", err)
+	}
+	var d DeploySpec
+	if b, _ := json.Marshal(d); strings.Contains(string(b), "keystore_password") {
+		t.Errorf("an empty keystore password is sent: %s", b)
+	}
+}

@@ -334,3 +334,14 @@ func (c *Client) ReportJob(ctx context.Context, id string, body any) error {
 	_, err := c.do(ctx, http.MethodPost, protocol.JobResultPath(url.PathEscape(id)), nil, nil, body, nil, c.timeout)
 	return err
 }
+
+// OrderCSR posts a rotation's CSR (PEM) for an order and returns the
+// answer: pending with a RetryAfter while the CA works, then issued with
+// the certificate. Posting the same CSR again is safe: the control plane
+// answers an order it already issued with the same certificate.
+func (c *Client) OrderCSR(ctx context.Context, orderID string, csrPEM []byte) (protocol.OrderCertificate, error) {
+	var out protocol.OrderCertificate
+	_, err := c.do(ctx, http.MethodPost, protocol.OrderCSRPath(url.PathEscape(orderID)), nil, nil,
+		protocol.OrderCSR{CSR: string(csrPEM)}, &out, c.timeout)
+	return out, err
+}

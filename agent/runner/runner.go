@@ -19,6 +19,7 @@ import (
 
 	"github.com/emsign/bot/agent/client"
 	"github.com/emsign/bot/agent/export"
+	"github.com/emsign/bot/agent/rotate"
 	"github.com/emsign/bot/agent/scan"
 	"github.com/emsign/bot/agent/spool"
 	"github.com/emsign/bot/protocol"
@@ -31,6 +32,8 @@ const (
 	DefaultBatchAge     = 2 * time.Second
 	DefaultRefusedDelay = 5 * time.Minute
 	DefaultConfigEvery  = 15 * time.Minute
+	// DefaultRotationWorkers is the default of Config.RotationWorkers.
+	DefaultRotationWorkers = 4
 )
 
 // Config configures a Runner.
@@ -65,6 +68,13 @@ type Config struct {
 	// spool until it is full, and then refuses new scans.
 	ExportDir      string
 	ExportIdentity export.Identity
+	// Rotator runs rotation jobs (JobRotate); nil fails them with
+	// "rotation is not set up on this bot".
+	Rotator *rotate.Rotator
+	// RotationWorkers bounds the rotations running at once
+	// (DefaultRotationWorkers when zero). Rotations run beside the loop:
+	// one waiting for its CA holds up no scan and no other job.
+	RotationWorkers int
 }
 
 // Runner is the bot's service loop.
@@ -74,8 +84,18 @@ type Runner struct {
 	mu   sync.Mutex // guards cfg and etag
 	cfg  *protocol.BotConfig
 	etag string
+	// jobsMu guards done and rotating: rotations end on their own
+	// goroutines.
+	jobsMu sync.Mutex
 	// done remembers recent job IDs, so a job delivered twice runs once.
 	done map[string]bool
+	// rotating holds the rotation jobs running: one delivered again
+	// meanwhile is ignored.
+	rotating map[string]bool
+	// rotationSlots bounds the rotations running at once; rotations
+	// counts them all, for Run to wait on at the end.
+	rotationSlots chan struct{}
+	rotations     sync.WaitGroup
 	// markMu makes appending a scan's record and moving the open-scan
 	// marker on one step for the uploader, which removes records under it.
 	markMu sync.Mutex
@@ -89,7 +109,7 @@ func New(c Config) (*Runner, error) {
 	if c.Spool == nil {
 		return nil, errors.New("runner: no spool")
 	}
-	if c.PollWait < 0 || c.BatchSize < 0 || c.BatchAge < 0 || c.RefusedDelay < 0 || c.ConfigEvery < 0 {
+	if c.PollWait < 0 || c.BatchSize < 0 || c.BatchAge < 0 || c.RefusedDelay < 0 || c.ConfigEvery < 0 || c.RotationWorkers < 0 {
 		return nil, errors.New("runner: negative setting")
 	}
 	if c.ExportDir != "" && (c.ExportIdentity.BotID == "" || c.ExportIdentity.Account == "" ||
@@ -126,7 +146,11 @@ func New(c Config) (*Runner, error) {
 	if c.NewID == nil {
 		c.NewID = NewUUID
 	}
-	return &Runner{c: c, log: c.Logger, done: map[string]bool{}}, nil
+	if c.RotationWorkers == 0 {
+		c.RotationWorkers = DefaultRotationWorkers
+	}
+	return &Runner{c: c, log: c.Logger, done: map[string]bool{}, rotating: map[string]bool{},
+		rotationSlots: make(chan struct{}, c.RotationWorkers)}, nil
 }
 
 // Run runs until ctx ends (SIGTERM): a running scan is stopped, what it
@@ -142,6 +166,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	wg.Go(func() { r.poll(ctx, jobs) })
 	r.loop(ctx, jobs)
 	cancel()
+	// A rotation stopped here still rolls back what it changed and spools
+	// its result, sent at the next start.
+	r.rotations.Wait()
 	wg.Wait()
 	r.log.Info("bot stopped", "spool_records", r.c.Spool.Len())
 	return nil
@@ -315,11 +342,15 @@ func (r *Runner) handleJob(ctx context.Context, j protocol.Job) {
 		r.log.Error("ignoring a job with an unusable id", "job", fmt.Sprintf("%q", j.ID), "kind", j.Kind)
 		return
 	}
-	if r.done[j.ID] {
+	if r.seen(j.ID) {
 		r.log.Info("job already handled", "job", j.ID)
 		return
 	}
 	r.log.Info("job", "job", j.ID, "kind", j.Kind, "scan", j.ScanID)
+	if j.Kind == protocol.JobRotate {
+		r.startRotation(ctx, j)
+		return
+	}
 	var err error
 	switch j.Kind {
 	case protocol.JobScan:
@@ -353,10 +384,24 @@ func (r *Runner) handleJob(ctx context.Context, j protocol.Job) {
 		r.log.Error("cannot spool a job's result", "job", j.ID, "error", aerr)
 		return
 	}
+	r.markDone(j.ID)
+}
+
+// seen says whether job was handled already or is running.
+func (r *Runner) seen(job string) bool {
+	r.jobsMu.Lock()
+	defer r.jobsMu.Unlock()
+	return r.done[job] || r.rotating[job]
+}
+
+// markDone remembers a job whose result is spooled.
+func (r *Runner) markDone(job string) {
+	r.jobsMu.Lock()
+	defer r.jobsMu.Unlock()
 	if len(r.done) > 1000 {
 		clear(r.done)
 	}
-	r.done[j.ID] = true
+	r.done[job] = true
 }
 
 // runScan runs one scan into the spool: start, batches, completion. It

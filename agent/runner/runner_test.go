@@ -327,7 +327,7 @@ func TestSpoolFullRefusesScan(t *testing.T) {
 func TestJobsOfNoKnownKindFail(t *testing.T) {
 	b := newBot(t)
 	b.start(0)
-	b.cp.AddJob(protocol.Job{ID: "r-1", Kind: "rotate"})
+	b.cp.AddJob(protocol.Job{ID: "r-1", Kind: "frobnicate"})
 	b.cp.AddJob(protocol.Job{ID: "s-1", Kind: protocol.JobScan, ScanID: "../../x"})
 	waitFor(t, "both results", func() bool {
 		var n int
@@ -335,8 +335,8 @@ func TestJobsOfNoKnownKindFail(t *testing.T) {
 		return n == 2
 	})
 	b.cp.Do(func(cp *fakecp.Server) {
-		if r := cp.Results["r-1"]; r.Status != "failed" || !strings.Contains(r.Error, `"rotate"`) {
-			t.Errorf("rotate: %+v", r)
+		if r := cp.Results["r-1"]; r.Status != "failed" || !strings.Contains(r.Error, `"frobnicate"`) {
+			t.Errorf("unknown kind: %+v", r)
 		}
 		if r := cp.Results["s-1"]; r.Status != "failed" || !strings.Contains(r.Error, "not usable") {
 			t.Errorf("bad scan id: %+v", r)

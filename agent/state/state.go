@@ -50,6 +50,10 @@ type Settings struct {
 	Via         string    `json:"via,omitempty"`
 	Listen      int       `json:"listen,omitempty"`
 	ActivatedAt time.Time `json:"activated_at"`
+	// AllowedReload lists the reload commands a rotation may run on this
+	// server, each an argv joined by single spaces ("systemctl reload
+	// nginx"): the control plane can ask only for one of these (B9).
+	AllowedReload []string `json:"allowed_reload,omitempty"`
 }
 
 // Validate checks the settings read back or about to be written.

@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -152,7 +153,7 @@ func TestSaveSettings(t *testing.T) {
 	if err := SaveSettings(dir, bad); err == nil {
 		t.Error("an invalid URL was saved")
 	}
-	if got, err := LoadSettings(dir); err != nil || got != st.Settings {
+	if got, err := LoadSettings(dir); err != nil || !reflect.DeepEqual(got, st.Settings) {
 		t.Errorf("LoadSettings %+v %v", got, err)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/emsign/bot/controlplane/batches"
+	"github.com/emsign/bot/controlplane/ordering"
 	"github.com/emsign/bot/controlplane/rbac"
 	"github.com/emsign/bot/controlplane/seal"
 	"github.com/emsign/bot/controlplane/store"
@@ -64,15 +66,21 @@ type Config struct {
 	Notifier *Notifier
 	Logger   *slog.Logger
 	Now      func() time.Time // time.Now when nil
+	// Ordering makes orders and rotations (orders.go); nil: those methods
+	// answer that ordering is not configured.
+	Ordering *ordering.Service
 }
 
 // Ops performs audited, role-checked changes.
 type Ops struct {
-	st     store.Store
-	sealer *seal.Sealer
-	notify *Notifier
-	log    *slog.Logger
-	now    func() time.Time
+	st           store.Store
+	sealer       *seal.Sealer
+	notify       *Notifier
+	log          *slog.Logger
+	now          func() time.Time
+	batchPlanner *batches.Planner
+	batchWake    func() // SetBatches (batches.go)
+	order        *ordering.Service
 }
 
 // New checks cfg.
@@ -80,7 +88,8 @@ func New(cfg Config) (*Ops, error) {
 	if cfg.Store == nil || cfg.Sealer == nil || cfg.Logger == nil {
 		return nil, errors.New("ops: store, sealer and logger are required")
 	}
-	o := &Ops{st: cfg.Store, sealer: cfg.Sealer, notify: cfg.Notifier, log: cfg.Logger, now: cfg.Now}
+	o := &Ops{st: cfg.Store, sealer: cfg.Sealer, notify: cfg.Notifier, log: cfg.Logger, now: cfg.Now,
+		order: cfg.Ordering}
 	if o.notify == nil {
 		o.notify = NewNotifier()
 	}

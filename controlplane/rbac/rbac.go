@@ -97,19 +97,30 @@ const (
 	// an HSM PIN (P1-P3). Discovery Users have it: the product gives them
 	// key management (seed:1102-1167).
 	ManageTemplates Permission = "templates.manage"
+	// ViewOrders: orders and their history, mass replacements, schedules
+	// (D7, S5, P6, P9): everyone who sees what the inventory's
+	// certificates became, except Basic Users, whose view is the
+	// inventory alone.
+	ViewOrders Permission = "orders.view"
+	// ManageOrders: rotate, rekey, renew, revoke, suspend and resume a
+	// certificate; run mass replacements and schedules (D7, P6, P9). It
+	// changes live servers and spends CA credit: Administrators and
+	// Managers only.
+	ManageOrders Permission = "orders.manage"
 )
 
 var allPermissions = []Permission{ViewDashboard, ViewCertificates, ViewBots, ManageBots, ImportBundles,
-	ViewUsers, ManageUsers, ViewAudit, ManageAccount, ViewTemplates, ManageTemplates}
+	ViewUsers, ManageUsers, ViewAudit, ManageAccount, ViewTemplates, ManageTemplates, ViewOrders, ManageOrders}
 
 var grants = map[Role][]Permission{
 	Administrator: allPermissions,
 	Manager: {ViewDashboard, ViewCertificates, ViewBots, ManageBots, ImportBundles, ViewUsers, ManageUsers, ViewAudit,
-		ViewTemplates, ManageTemplates},
-	FinanceManager: {ViewDashboard, ViewCertificates, ViewUsers, ManageUsers, ViewAudit},
-	StandardUser:   {ViewDashboard, ViewCertificates, ViewBots, ViewTemplates},
+		ViewTemplates, ManageTemplates, ViewOrders, ManageOrders},
+	FinanceManager: {ViewDashboard, ViewCertificates, ViewUsers, ManageUsers, ViewAudit, ViewOrders},
+	StandardUser:   {ViewDashboard, ViewCertificates, ViewBots, ViewTemplates, ViewOrders},
 	BasicUser:      {ViewDashboard, ViewCertificates},
-	DiscoveryUser:  {ViewDashboard, ViewCertificates, ViewBots, ManageBots, ImportBundles, ViewTemplates, ManageTemplates},
+	DiscoveryUser: {ViewDashboard, ViewCertificates, ViewBots, ManageBots, ImportBundles, ViewTemplates, ManageTemplates,
+		ViewOrders},
 }
 
 // Can reports whether the role has the permission. An unknown role has

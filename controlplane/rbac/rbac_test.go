@@ -28,6 +28,18 @@ func TestCan(t *testing.T) {
 		{StandardUser, ManageTemplates, false},
 		{FinanceManager, ViewTemplates, false},
 		{BasicUser, ViewTemplates, false},
+		// Orders (D7, S5): seen by all but Basic Users, changed by
+		// Administrators and Managers.
+		{Administrator, ManageOrders, true},
+		{Manager, ManageOrders, true},
+		{Manager, ViewOrders, true},
+		{FinanceManager, ViewOrders, true},
+		{FinanceManager, ManageOrders, false},
+		{StandardUser, ViewOrders, true},
+		{StandardUser, ManageOrders, false},
+		{BasicUser, ViewOrders, false},
+		{DiscoveryUser, ViewOrders, true},
+		{DiscoveryUser, ManageOrders, false},
 		{Role("root"), ViewDashboard, false},
 	} {
 		if got := Can(tc.role, tc.perm); got != tc.want {
@@ -46,6 +58,8 @@ func TestCanGrant(t *testing.T) {
 		{Manager, Manager, true},
 		{Manager, DiscoveryUser, true},
 		{FinanceManager, BasicUser, true},
+		{FinanceManager, StandardUser, false}, // standard users see bots
+		{Manager, StandardUser, true},
 		{FinanceManager, DiscoveryUser, false}, // discovery users manage bots; finance managers do not
 		{FinanceManager, Manager, false},
 		{DiscoveryUser, BasicUser, false}, // cannot manage users at all

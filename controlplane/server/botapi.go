@@ -267,7 +267,7 @@ func (s *Server) botJobs(w http.ResponseWriter, r *http.Request, b store.Bot) {
 			return
 		}
 		if len(jobs) > 0 || wait == 0 {
-			writeJSON(w, http.StatusOK, jobsResponse(jobs))
+			writeJSON(w, http.StatusOK, s.jobsResponse(r.Context(), b, jobs))
 			return
 		}
 		select {
@@ -284,17 +284,50 @@ func (s *Server) botJobs(w http.ResponseWriter, r *http.Request, b store.Bot) {
 			s.storeError(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, jobsResponse(jobs))
+		writeJSON(w, http.StatusOK, s.jobsResponse(r.Context(), b, jobs))
 		return
 	}
 }
 
-func jobsResponse(jobs []store.Job) protocol.JobsResponse {
+// jobsResponse converts the jobs taken for delivery. A rotate job carries
+// its rotation, opened here; one whose payload cannot be opened (the
+// sealing key changed, a bot of capability 1) is not delivered: the job
+// and its order fail with the reason.
+func (s *Server) jobsResponse(ctx context.Context, b store.Bot, jobs []store.Job) protocol.JobsResponse {
 	out := protocol.JobsResponse{Jobs: []protocol.Job{}}
 	for _, j := range jobs {
-		out.Jobs = append(out.Jobs, protocol.Job{ID: j.ID, Kind: j.Kind, ScanID: j.ScanID})
+		pj := protocol.Job{ID: j.ID, Kind: j.Kind, ScanID: j.ScanID}
+		if j.Kind == protocol.JobRotate {
+			var err error
+			if s.ordering == nil {
+				err = errors.New("ordering is not configured on this control plane")
+			} else if b.Capability < 2 {
+				err = fmt.Errorf("bot speaks protocol %d: upgrade it to rotate", b.Capability)
+			} else {
+				pj.Rotation, err = s.ordering.JobRotation(ctx, j)
+			}
+			if err != nil {
+				s.failJob(ctx, b, j, err)
+				continue
+			}
+		}
+		out.Jobs = append(out.Jobs, pj)
 	}
 	return out
+}
+
+// failJob ends a job that cannot be delivered, and its order.
+func (s *Server) failJob(ctx context.Context, b store.Bot, j store.Job, why error) {
+	ctx = context.WithoutCancel(ctx)
+	s.log.Error("rotate job not delivered", "bot", b.ID, "job", j.ID, "order", j.OrderID, "err", why)
+	if s.ordering != nil {
+		if err := s.ordering.FailJob(ctx, j, why); err != nil {
+			s.log.Error("order not failed", "order", j.OrderID, "err", err)
+		}
+	}
+	if err := s.st.FinishJob(ctx, b.ID, j.ID, store.JobFailed, why.Error()); err != nil {
+		s.log.Error("job not failed", "job", j.ID, "err", err)
+	}
 }
 
 func (s *Server) botJobResult(w http.ResponseWriter, r *http.Request, b store.Bot) {
@@ -307,6 +340,20 @@ func (s *Server) botJobResult(w http.ResponseWriter, r *http.Request, b store.Bo
 		writeError(w, http.StatusBadRequest, "status: want done or failed")
 		return
 	}
+	// A rotation's result is recorded on its order first: should the
+	// job's own update fail, the bot posts again (it spools results) and
+	// RotationFinished changes nothing the second time.
+	if res.Rotation != nil || s.isRotation(r.Context(), b, r.PathValue("id")) {
+		if s.ordering == nil {
+			writeError(w, http.StatusServiceUnavailable, "ordering is not configured")
+			return
+		}
+		j := store.Job{ID: r.PathValue("id"), Account: b.Account, BotID: b.ID, Kind: protocol.JobRotate}
+		if err := s.ordering.RotationFinished(r.Context(), b, j, res); err != nil {
+			s.storeError(w, r, err)
+			return
+		}
+	}
 	if err := s.st.FinishJob(r.Context(), b.ID, r.PathValue("id"), res.Status, res.Error); err != nil {
 		s.storeError(w, r, err)
 		return
@@ -314,4 +361,14 @@ func (s *Server) botJobResult(w http.ResponseWriter, r *http.Request, b store.Bo
 	writeJSON(w, http.StatusOK, struct {
 		ID string `json:"id"`
 	}{r.PathValue("id")})
+}
+
+// isRotation says whether a job whose result has no rotation part is a
+// rotate job (the bot failed before it read the order): the store has no
+// read of one job, so its open orders are looked through.
+func (s *Server) isRotation(ctx context.Context, b store.Bot, jobID string) bool {
+	if s.ordering == nil {
+		return false
+	}
+	return s.ordering.HasOpenOrder(ctx, b, jobID)
 }

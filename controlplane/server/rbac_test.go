@@ -19,6 +19,9 @@ import (
 	"github.com/emsign/bot/controlplane/store"
 )
 
+// zeroFP is a fingerprint no certificate has.
+const zeroFP = "0000000000000000000000000000000000000000000000000000000000000000"
+
 func TestRoleMatrix(t *testing.T) {
 	e := newEnv(t)
 	account, adminKey := e.account(1000)
@@ -43,6 +46,19 @@ func TestRoleMatrix(t *testing.T) {
 		}, rbac.ManageUsers, http.StatusCreated},
 		{"GET", "/apikeys", nil, rbac.ViewUsers, http.StatusOK},
 		{"POST", "/apikeys", func(string) any { return map[string]string{"role": "basic_user"} }, rbac.ManageUsers, http.StatusCreated},
+		// Orders (D7, S5): no certificate here, so the permitted roles get
+		// the answer about it, the others 403.
+		{"GET", "/orders", nil, rbac.ViewOrders, http.StatusOK},
+		{"GET", "/orders/nope", nil, rbac.ViewOrders, http.StatusNotFound},
+		{"GET", "/orders/nope/certificate", nil, rbac.ViewOrders, http.StatusNotFound},
+		{"POST", "/certificates/" + zeroFP + "/rotate", func(string) any { return map[string]any{} }, rbac.ManageOrders,
+			http.StatusNotFound},
+		{"POST", "/certificates/" + zeroFP + "/revoke", func(string) any { return map[string]any{"reason": 4} },
+			rbac.ManageOrders, http.StatusBadRequest},
+		{"POST", "/certificates/" + zeroFP + "/suspend", func(string) any { return map[string]any{} }, rbac.ManageOrders,
+			http.StatusBadRequest},
+		{"POST", "/certificates/" + zeroFP + "/resume", func(string) any { return nil }, rbac.ManageOrders,
+			http.StatusBadRequest},
 	}
 	checkRoleMatrix(t, e, account, routes)
 }

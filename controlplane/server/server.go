@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/emsign/bot/controlplane/ops"
+	"github.com/emsign/bot/controlplane/ordering"
 	"github.com/emsign/bot/controlplane/pki"
 	"github.com/emsign/bot/controlplane/rbac"
 	"github.com/emsign/bot/controlplane/seal"
@@ -41,6 +42,10 @@ type Config struct {
 	Ops *ops.Ops
 	// Dashboard, when set, serves every path outside /api/v1/ and /bot/v1/.
 	Dashboard http.Handler
+	// Ordering makes orders and follows rotations (the CSR route, rotate
+	// jobs, /api/v1/orders, the local CAs' /ca/); nil takes Ops' one, or,
+	// when Server makes Ops, makes one with the local CA only.
+	Ordering *ordering.Service
 }
 
 // Server serves both APIs. Close it before shutting the HTTP server down,
@@ -53,6 +58,8 @@ type Server struct {
 	maxWait time.Duration
 	ops     *ops.Ops
 	mux     *http.ServeMux
+	// ordering is nil when not configured: its routes answer 503.
+	ordering *ordering.Service
 
 	closeOnce sync.Once
 	closing   chan struct{}
@@ -73,12 +80,25 @@ func New(cfg Config) (*Server, error) {
 	if s.maxWait <= 0 {
 		s.maxWait = 60 * time.Second
 	}
+	s.ordering = cfg.Ordering
 	if s.ops == nil {
-		o, err := ops.New(ops.Config{Store: cfg.Store, Sealer: cfg.Sealer, Logger: cfg.Logger, Now: cfg.Now})
+		notifier := ops.NewNotifier()
+		if s.ordering == nil {
+			o, err := ordering.New(ordering.Config{Store: cfg.Store, Sealer: cfg.Sealer, Wake: notifier.Notify,
+				Logger: cfg.Logger, Now: cfg.Now})
+			if err != nil {
+				return nil, fmt.Errorf("server: %w", err)
+			}
+			s.ordering = o
+		}
+		o, err := ops.New(ops.Config{Store: cfg.Store, Sealer: cfg.Sealer, Logger: cfg.Logger, Now: cfg.Now,
+			Notifier: notifier, Ordering: s.ordering})
 		if err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
 		s.ops = o
+	} else if s.ordering == nil {
+		s.ordering = s.ops.Ordering()
 	}
 	s.routes(cfg.Dashboard)
 	return s, nil
@@ -138,6 +158,7 @@ func (s *Server) routes(dashboard http.Handler) {
 	m.Handle("POST "+protocol.PathScanComplete, s.bot(s.botScanComplete))
 	m.Handle("GET "+protocol.PathJobs, s.bot(s.botJobs))
 	m.Handle("POST "+protocol.PathJobResult, s.bot(s.botJobResult))
+	m.Handle("POST "+protocol.PathOrderCSR, s.bot(s.botOrderCSR))
 	m.HandleFunc(protocol.BotAPIPrefix+"/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such bot API call")
 	})
@@ -178,9 +199,20 @@ func (s *Server) routes(dashboard http.Handler) {
 	} {
 		m.Handle(rt.pattern, s.user(rt.perm, rt.action, rt.h))
 	}
-	// Templates and key profiles (P1-P3): templatesapi.go.
-	for _, rt := range s.templateRoutes(p) {
+	// Templates and key profiles (P1-P3): templatesapi.go; orders
+	// (D7, S5): ordersapi.go; mass replacements and schedules (P6, P9):
+	// batchesapi.go.
+	var more []templateRoute
+	more = append(more, s.templateRoutes(p)...)
+	more = append(more, s.orderRoutes(p)...)
+	more = append(more, s.batchRoutes(p)...)
+	for _, rt := range more {
 		m.Handle(rt.pattern, s.user(rt.perm, rt.action, rt.h))
+	}
+	// The local CAs' CRL, OCSP and certificate: public, no login (relying
+	// parties fetch them from the URLs in the certificates).
+	if s.ordering != nil {
+		m.Handle("/ca/", s.ordering.CAHandler())
 	}
 	m.HandleFunc(p+"/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API route")

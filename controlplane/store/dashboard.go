@@ -65,11 +65,10 @@ const onlineWithin = 5 * time.Minute
 // topIssuers is how many issuers the chart names before "Other".
 const topIssuers = 10
 
-// Dashboard computes the account's numbers from its inventory. Counts of
-// what later features bring (configured, ordered, issued, deployed,
-// revoked, rotated, rekeyed or suspended certificates, vulnerability
-// checks, email templates, CSRs, keystores, keys in templates or rotated)
-// stay zero: there are no tables for them yet, and the dashboard never
+// Dashboard computes the account's numbers from its inventory and its
+// orders (dashOrders). Counts of what later features bring (vulnerability
+// checks, email templates, keystores written, keys in templates) stay
+// zero: there is nothing to count them from yet, and the dashboard never
 // estimates. Enabled CSR templates, provisioning templates and key
 // profiles are counted (dashTemplates, templates.go).
 func (s *SQL) Dashboard(ctx context.Context, account string, now time.Time) (Dashboard, error) {
@@ -81,7 +80,7 @@ func (s *SQL) Dashboard(ctx context.Context, account string, now time.Time) (Das
 	}
 	defer tx.Rollback()
 	for _, step := range []func(context.Context, *sql.Tx, string, time.Time, *Dashboard) error{
-		dashCertificates, dashSources, dashEndpoints, dashKeys, dashBots, dashTemplates,
+		dashCertificates, dashSources, dashEndpoints, dashKeys, dashBots, dashTemplates, dashOrders,
 	} {
 		if err := step(ctx, tx, account, now, &d); err != nil {
 			return Dashboard{}, fmt.Errorf("dashboard: %w", err)
@@ -138,7 +137,7 @@ func dashCertificates(ctx context.Context, tx *sql.Tx, account string, now time.
 		return err
 	}
 	d.Certificates.Expired = e.Expired
-	// Nothing is configured before provisioning exists.
+	// dashOrders takes the configured ones off.
 	d.Certificates.NotConfigured = d.Certificates.Discovered
 	d.ByIssuer = buckets(issuers, topIssuers)
 	d.ByKey = buckets(keys, 0)
@@ -285,4 +284,43 @@ func dashBots(ctx context.Context, tx *sql.Tx, account string, now time.Time, d 
 		}
 	}
 	return rows.Err()
+}
+
+// dashOrders fills the provisioning counts (S4, S5) from the orders, by
+// status: Initiated counts initiated and ordering orders, Deployed every
+// order that deployed (deployed, rotated, re-keyed), the others their own
+// status; Keys.Rotated the rotated and re-keyed ones. Configured counts
+// the present certificates that an order replaced or issued (each once);
+// NotConfigured the other present ones. Templates.CSRs counts the orders
+// that got a CSR (the partial index orders_csr). Keystores stays zero:
+// an order does not say what its location's deploy kind was.
+func dashOrders(ctx context.Context, tx *sql.Tx, account string, _ time.Time, d *Dashboard) error {
+	counts, err := countBy(ctx, tx, `SELECT status, COUNT(*) FROM orders WHERE account_id = ? GROUP BY status`, account)
+	if err != nil {
+		return err
+	}
+	c := &d.Certificates
+	c.Initiated = counts[OrderInitiated] + counts[OrderOrdering]
+	c.Issued = counts[OrderIssued]
+	c.Deployed = counts[OrderDeployed] + counts[OrderRotated] + counts[OrderRekeyed]
+	c.Revoked = counts[OrderRevoked]
+	c.Rotated = counts[OrderRotated]
+	c.Rekeyed = counts[OrderRekeyed]
+	c.Suspended = counts[OrderSuspended]
+	d.Keys.Rotated = counts[OrderRotated] + counts[OrderRekeyed]
+	if len(counts) == 0 {
+		return nil
+	}
+	// From the orders' side (both fingerprint indexes), so that the cost
+	// follows the number of orders, not of certificates.
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM (
+			SELECT fingerprint AS fp FROM orders WHERE account_id = ? AND fingerprint <> ''
+			UNION SELECT new_fingerprint FROM orders WHERE account_id = ? AND new_fingerprint <> '') o
+		JOIN certificates c ON c.account_id = ? AND c.fingerprint = o.fp AND c.present = 1`,
+		account, account, account).Scan(&c.Configured); err != nil {
+		return err
+	}
+	c.NotConfigured = c.Discovered - c.Configured
+	return tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM orders WHERE account_id = ? AND csr_pem <> ''`, account).
+		Scan(&d.Templates.CSRs)
 }

@@ -28,14 +28,26 @@ var sqliteMigrations embed.FS
 type Options struct {
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// RedeliverAfter is how long a delivered rotate job may stay
+	// unfinished before TakeJobs hands it over again; RedeliverAfter
+	// (the constant) when zero.
+	RedeliverAfter time.Duration
 }
+
+// RedeliverAfter is the default time after which a delivered rotate job
+// that has not finished is delivered again: rotations are at-least-once
+// (a bot that crashed, or whose answer was lost, gets the job back; the
+// bot and the ordering code are idempotent, so one order never orders
+// twice). Scan and config jobs are delivered once.
+const RedeliverAfter = 10 * time.Minute
 
 // SQL is the Store over database/sql. Its statements are portable SQL
 // (ON CONFLICT upserts, no engine-specific functions) so that the
 // PostgreSQL implementation can share them.
 type SQL struct {
-	db  *sql.DB
-	now func() time.Time
+	db             *sql.DB
+	now            func() time.Time
+	redeliverAfter time.Duration
 }
 
 var _ Store = (*SQL)(nil)
@@ -74,9 +86,12 @@ func OpenSQLite(ctx context.Context, path string, o Options) (*SQL, error) {
 		db.Close()
 		return nil, err
 	}
-	s := &SQL{db: db, now: o.Now}
+	s := &SQL{db: db, now: o.Now, redeliverAfter: o.RedeliverAfter}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.redeliverAfter <= 0 {
+		s.redeliverAfter = RedeliverAfter
 	}
 	s.optimize(ctx)
 	return s, nil
@@ -513,8 +528,9 @@ func (s *SQL) SetTargets(ctx context.Context, account, id string, tc TargetConfi
 }
 
 func insertJob(ctx context.Context, tx *sql.Tx, j Job, now time.Time) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, account_id, bot_id, kind, scan_id, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		j.ID, j.Account, j.BotID, j.Kind, j.ScanID, JobPending, us(now))
+	_, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, account_id, bot_id, kind, scan_id, payload, order_id, status, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		j.ID, j.Account, j.BotID, j.Kind, j.ScanID, j.Payload, j.OrderID, JobPending, us(now))
 	if err != nil {
 		return fmt.Errorf("queue job: %w", err)
 	}
@@ -542,19 +558,28 @@ func (s *SQL) QueueScan(ctx context.Context, account, botID, scanID, jobID strin
 	})
 }
 
-// TakeJobs hands over the pending jobs.
+// takeCondition selects the jobs TakeJobs hands over: the pending ones,
+// and the rotate jobs delivered at or before the time given (the
+// arguments: bot, pending, delivered, rotate, time) and not finished.
+const takeCondition = `bot_id = ? AND (status = ? OR (status = ? AND kind = ? AND delivered_at <= ?))`
+
+// TakeJobs hands over the pending jobs, and again the rotate jobs
+// delivered more than the redelivery time ago that did not finish.
 func (s *SQL) TakeJobs(ctx context.Context, botID string) ([]Job, error) {
 	var jobs []Job
+	now := s.now()
+	args := []any{botID, JobPending, JobDelivered, protocol.JobRotate, us(now.Add(-s.redeliverAfter))}
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id, account_id, bot_id, kind, scan_id, status, error, created_at FROM jobs
-			WHERE bot_id = ? AND status = ? ORDER BY created_at, id`, botID, JobPending)
+		rows, err := tx.QueryContext(ctx, `SELECT id, account_id, bot_id, kind, scan_id, payload, order_id, status, error, created_at
+			FROM jobs WHERE `+takeCondition+` ORDER BY created_at, id`, args...)
 		if err != nil {
 			return err
 		}
 		for rows.Next() {
 			var j Job
 			var created int64
-			if err := rows.Scan(&j.ID, &j.Account, &j.BotID, &j.Kind, &j.ScanID, &j.Status, &j.Error, &created); err != nil {
+			if err := rows.Scan(&j.ID, &j.Account, &j.BotID, &j.Kind, &j.ScanID, &j.Payload, &j.OrderID, &j.Status, &j.Error,
+				&created); err != nil {
 				rows.Close()
 				return err
 			}
@@ -568,8 +593,10 @@ func (s *SQL) TakeJobs(ctx context.Context, botID string) ([]Job, error) {
 		if len(jobs) == 0 {
 			return nil
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE jobs SET status = ?, delivered_at = ? WHERE bot_id = ? AND status = ?`,
-			JobDelivered, us(s.now()), botID, JobPending)
+		// The same condition in the same (write) transaction: what was
+		// read is what is marked.
+		_, err = tx.ExecContext(ctx, `UPDATE jobs SET status = ?, delivered_at = ? WHERE `+takeCondition,
+			append([]any{JobDelivered, us(now)}, args...)...)
 		return err
 	})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/emsign/bot/connectors/ca/local"
 	"github.com/emsign/bot/protocol"
 )
 
@@ -68,7 +69,9 @@ type Store interface {
 	// QueueScan records a scan asked for by a user and the job that runs it.
 	QueueScan(ctx context.Context, account, botID, scanID, jobID string) error
 	// TakeJobs hands over the bot's pending jobs, oldest first, and marks
-	// them delivered.
+	// them delivered. A rotate job delivered more than the redelivery time
+	// ago (Options.RedeliverAfter) and not finished is handed over again:
+	// rotations are at-least-once.
 	TakeJobs(ctx context.Context, botID string) ([]Job, error)
 	FinishJob(ctx context.Context, botID, jobID, status, errText string) error
 
@@ -185,6 +188,14 @@ type Store interface {
 	ProvisioningTemplates(ctx context.Context, account string) ([]ProvisioningTemplate, error)
 	UpdateProvisioningTemplate(ctx context.Context, t ProvisioningTemplate) error
 	DeleteProvisioningTemplate(ctx context.Context, account, id string) error
+
+	// Orders, the local CA, mass replacements and schedules (orders.go).
+	OrderStore
+	// CALedger is where the account's local CA (connectors/ca/local)
+	// records what it issued, and takes its CRL numbers from. It does no
+	// I/O until a method is called; every replica sharing the database
+	// sees the same ledger.
+	CALedger(account string) local.Ledger
 }
 
 // Roles an API key may have (A1). Enforcement comes with RBAC.
@@ -409,7 +420,7 @@ type Key struct {
 }
 
 // Dashboard is an account's numbers (S1-S6). Counts that a later feature
-// fills (orders, rotations, templates, vulnerability checks) are zero until
+// fills (vulnerability checks, email templates, keystores) are zero until
 // then: they are never estimated.
 type Dashboard struct {
 	Certificates CertificateCounts
@@ -444,7 +455,8 @@ type EndpointCounts struct{ Scanned, Protected, Unprotected int }
 // objects are listed but not counted.
 type KeyCounts struct{ Total, Symmetric, Asymmetric, InTemplates, Rotated int }
 
-// TemplateCounts (S3, S4): zero until provisioning (issue 8).
+// TemplateCounts (S3, S4): enabled templates and key profiles; CSRs the
+// orders that got one. EmailTemplates and Keystores stay zero for now.
 type TemplateCounts struct{ CSRTemplates, ProvisioningTemplates, KeyProfiles, EmailTemplates, CSRs, Keystores int }
 
 // ExpiringCounts: certificates by the time left before they expire.

@@ -416,6 +416,11 @@ type certViewData struct {
 	// ParseError is set when the stored DER no longer parses (the
 	// inventory row still shows what was read at ingestion).
 	ParseError string
+	// CanOrders: the viewer sees the certificate's orders (Orders);
+	// Act is the Actions forms, for a viewer who may order (orders.go).
+	CanOrders bool
+	Orders    []certOrderRow
+	Act       *certActions
 }
 
 // detail is one dt/dd pair; Values are shown one per line, Class marks
@@ -446,6 +451,12 @@ type locationRow struct {
 type attribute struct{ Name, Value string }
 
 func (s *Server) certificate(w http.ResponseWriter, r *http.Request, v *Viewer) {
+	s.showCertificate(w, r, v, http.StatusOK, nil)
+}
+
+// showCertificate renders the certificate page; failed is an action form
+// that was refused (orders.go), shown again with its message.
+func (s *Server) showCertificate(w http.ResponseWriter, r *http.Request, v *Viewer, status int, failed *certActions) {
 	ctx := r.Context()
 	account := v.User.Account
 	fp := strings.ToLower(r.PathValue("fp"))
@@ -522,7 +533,11 @@ func (s *Server) certificate(w http.ResponseWriter, r *http.Request, v *Viewer) 
 		}
 		data.Locations = append(data.Locations, lr)
 	}
-	s.render(w, r, v, http.StatusOK, "certificate", data.Title, data)
+	if err := s.certOrders(ctx, v, c, &data, failed); err != nil {
+		s.serverError(w, r, v, err)
+		return
+	}
+	s.render(w, r, v, status, "certificate", data.Title, data)
 }
 
 // storedDetails are the inventory's fields, for a certificate whose DER

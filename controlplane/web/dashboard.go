@@ -39,6 +39,30 @@ type dashboardData struct {
 	Bots   []dashboardBot
 	// MoreBots is how many bots the table leaves out.
 	MoreBots int
+	// Provisioning are the certificates by order status (S5), each
+	// linking to the orders in that status.
+	Provisioning []provisioningStat
+}
+
+// provisioningStat is one of the S5 numbers: Stat names it in the page
+// (data-stat certificates.STAT, id count-STAT), Status is the order
+// status it counts.
+type provisioningStat struct {
+	Label, Stat, Status string
+	Count               int
+}
+
+// provisioningStats are the S5 numbers in the order an order moves.
+func provisioningStats(c store.CertificateCounts) []provisioningStat {
+	return []provisioningStat{
+		{"Initiated", "initiated", store.OrderInitiated, c.Initiated},
+		{"Issued", "issued", store.OrderIssued, c.Issued},
+		{"Deployed", "deployed", store.OrderDeployed, c.Deployed},
+		{"Rotated", "rotated", store.OrderRotated, c.Rotated},
+		{"Re-keyed", "rekeyed", store.OrderRekeyed, c.Rekeyed},
+		{"Revoked", "revoked", store.OrderRevoked, c.Revoked},
+		{"Suspended", "suspended", store.OrderSuspended, c.Suspended},
+	}
 }
 
 // chartData is one chart and its numbers as a table.
@@ -59,7 +83,7 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request, v *Viewer) {
 		s.serverError(w, r, v, err)
 		return
 	}
-	data := dashboardData{D: d}
+	data := dashboardData{D: d, Provisioning: provisioningStats(d.Certificates)}
 	data.Charts = dashboardCharts(d, now)
 	if v.Can(string(rbac.ViewBots)) {
 		bots, err := s.st.Bots(ctx, account)

@@ -136,6 +136,9 @@ func (s *Server) routes() {
 	s.certRoutes()      // certificates.go: the inventory, a certificate, downloads, exports
 	s.botRoutes()       // bots.go: bots, their settings and actions
 	s.templateRoutes()  // templates.go: CSR templates, key profiles, provisioning templates
+	s.orderRoutes()     // orders.go: a certificate's actions, orders and their history
+	s.batchRoutes()     // batches.go: mass replacement
+	s.scheduleRoutes()  // schedules.go: schedules and auto-renewal
 }
 
 // ---- sessions and permissions

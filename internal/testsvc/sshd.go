@@ -96,6 +96,7 @@ UsePAM no
 PermitRootLogin no
 AllowUsers %s
 StrictModes no
+Subsystem sftp internal-sftp
 `, port, hk, filepath.Join(dir, "sshd.pid"), name)
 	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 		tb.Fatal(err)

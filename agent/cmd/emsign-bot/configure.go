@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -16,20 +18,28 @@ import (
 type configureFlags struct {
 	state, url, proxy, via string
 	listen                 int
+	allowReload            []string
+	clearAllowedReload     bool
 }
 
 func newConfigureCommand(stdout io.Writer) *cobra.Command {
 	var f configureFlags
 	cmd := &cobra.Command{
-		Use:   "configure [--url URL] [--proxy URL] [--via HOST:PORT] [--listen PORT]",
+		Use:   "configure [--url URL] [--proxy URL] [--via HOST:PORT] [--listen PORT] [--allow-reload \"CMD ARGS\"]... [--clear-allowed-reload]",
 		Short: "Change how an activated bot reaches its control plane, without a new activation",
 		Long: `Change the network settings of an activated bot: the control plane's URL,
 the HTTP proxy (--proxy "" removes it), the connector bot to relay through
 (--via "" removes it) and the port to relay other bots on (--listen 0 stops
 relaying). Only the flags given change; the settings file is replaced
-atomically. Restart the service to apply.`,
+atomically. Restart the service to apply.
+
+A rotation runs a reload command after it replaces a certificate only when
+this bot allows that exact command: --allow-reload adds one (the program
+and its arguments as one string, split on spaces, run without a shell;
+repeat the flag for more), --clear-allowed-reload removes them all first.`,
 		Example: `  emsign-bot configure --proxy http://user:password@proxy.example:3128
-  emsign-bot configure --via 10.0.0.9:7443 --proxy ""`,
+  emsign-bot configure --via 10.0.0.9:7443 --proxy ""
+  emsign-bot configure --allow-reload "systemctl reload nginx" --allow-reload "/usr/sbin/nginx -s reload"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fl := cmd.Flags()
@@ -42,12 +52,22 @@ atomically. Restart the service to apply.`,
 	fl.StringVar(&f.proxy, "proxy", "", `HTTP proxy, http://[user:password@]host:port; "" for none`)
 	fl.StringVar(&f.via, "via", "", `connector bot to relay through, HOST:PORT; "" for none`)
 	fl.IntVar(&f.listen, "listen", 0, "port to accept relayed bots on; 0 for none")
+	fl.StringArrayVar(&f.allowReload, "allow-reload", nil, `allow a rotation to run this reload command, "PROGRAM ARGS" (repeatable; adds)`)
+	fl.BoolVar(&f.clearAllowedReload, "clear-allowed-reload", false, "remove every allowed reload command (before --allow-reload adds)")
 	return cmd
 }
 
 func runConfigure(_ context.Context, f configureFlags, setURL, setProxy, setVia, setListen bool, stdout io.Writer) error {
-	if !setURL && !setProxy && !setVia && !setListen {
-		return usageError{errors.New("nothing to change: give --url, --proxy, --via or --listen")}
+	if !setURL && !setProxy && !setVia && !setListen && len(f.allowReload) == 0 && !f.clearAllowedReload {
+		return usageError{errors.New("nothing to change: give --url, --proxy, --via, --listen, --allow-reload or --clear-allowed-reload")}
+	}
+	var allow []string
+	for _, a := range f.allowReload {
+		cmd := strings.Join(strings.Fields(a), " ")
+		if cmd == "" {
+			return usageError{errors.New("--allow-reload: the command is empty")}
+		}
+		allow = append(allow, cmd)
 	}
 	if setURL {
 		if _, err := client.ParseURL(f.url); err != nil {
@@ -84,6 +104,14 @@ func runConfigure(_ context.Context, f configureFlags, setURL, setProxy, setVia,
 	if setListen {
 		s.Listen = f.listen
 	}
+	if f.clearAllowedReload {
+		s.AllowedReload = nil
+	}
+	for _, a := range allow {
+		if !slices.Contains(s.AllowedReload, a) {
+			s.AllowedReload = append(s.AllowedReload, a)
+		}
+	}
 	if err := state.SaveSettings(f.state, s); err != nil {
 		return err
 	}
@@ -99,6 +127,10 @@ func runConfigure(_ context.Context, f configureFlags, setURL, setProxy, setVia,
 	if s.Listen > 0 {
 		listen = fmt.Sprintf("; relaying on port %d", s.Listen)
 	}
-	_, err = fmt.Fprintf(stdout, "configured: %s, path %s%s%s (restart the service to apply)\n", s.URL, np.Describe(), proxy, listen)
+	reload := "; no reload command allowed"
+	if len(s.AllowedReload) > 0 {
+		reload = fmt.Sprintf("; reload commands allowed: %q", s.AllowedReload)
+	}
+	_, err = fmt.Fprintf(stdout, "configured: %s, path %s%s%s%s (restart the service to apply)\n", s.URL, np.Describe(), proxy, listen, reload)
 	return err
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -50,7 +51,7 @@ func TestConfigureChangesOnlyGivenSettings(t *testing.T) {
 	s := readSettings(t, dir)
 	want := orig
 	want.Proxy, want.Via = "http://user:newsecret@proxy.example:3128", ""
-	if s != want {
+	if !reflect.DeepEqual(s, want) {
 		t.Errorf("settings %+v, want %+v", s, want)
 	}
 	if runtime.GOOS != "windows" {
@@ -107,5 +108,45 @@ func TestConfigureRejectsBadFlags(t *testing.T) {
 	code, _, stderr := runBot(t, "configure", "--state", t.TempDir(), "--via", "h:1")
 	if code != exitInternal || !strings.Contains(stderr, "not activated") {
 		t.Errorf("unactivated: exit %d, %s", code, stderr)
+	}
+}
+
+// TestConfigureAllowReload: --allow-reload adds (normalized to single
+// spaces, no duplicates), --clear-allowed-reload empties first; the other
+// settings stay (B9: the control plane runs only commands the bot allows).
+func TestConfigureAllowReload(t *testing.T) {
+	orig := state.Settings{URL: "https://cp.example", BotID: "b1", Account: testAccount, Proxy: "http://u:pw@p:3128"}
+	dir := writeSettings(t, orig)
+	steps := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--allow-reload", "systemctl  reload nginx"}, []string{"systemctl reload nginx"}},
+		{[]string{"--allow-reload", "/usr/sbin/nginx -s reload", "--allow-reload", "systemctl reload nginx"},
+			[]string{"systemctl reload nginx", "/usr/sbin/nginx -s reload"}},
+		{[]string{"--clear-allowed-reload", "--allow-reload", "haproxy -c"}, []string{"haproxy -c"}},
+		{[]string{"--clear-allowed-reload"}, nil},
+	}
+	for i, st := range steps {
+		code, stdout, stderr := runBot(t, append([]string{"configure", "--state", dir}, st.args...)...)
+		if code != exitOK {
+			t.Fatalf("step %d %v: exit %d: %s", i, st.args, code, stderr)
+		}
+		s := readSettings(t, dir)
+		if !reflect.DeepEqual(s.AllowedReload, st.want) {
+			t.Errorf("step %d %v: allowed_reload %q, want %q", i, st.args, s.AllowedReload, st.want)
+		}
+		want := orig
+		want.AllowedReload = s.AllowedReload
+		if !reflect.DeepEqual(s, want) {
+			t.Errorf("step %d: other settings changed: %+v", i, s)
+		}
+		if len(st.want) > 0 && !strings.Contains(stdout, st.want[len(st.want)-1]) {
+			t.Errorf("step %d: output %q does not show the allowed commands", i, stdout)
+		}
+	}
+	code, _, stderr := runBot(t, "configure", "--state", dir, "--allow-reload", "  ")
+	if code != exitUsage || !strings.Contains(stderr, "--allow-reload") {
+		t.Errorf("empty command: exit %d, %s", code, stderr)
 	}
 }

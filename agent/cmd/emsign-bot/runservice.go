@@ -6,14 +6,17 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/emsign/bot/agent/client"
+	"github.com/emsign/bot/agent/deploy"
 	"github.com/emsign/bot/agent/export"
 	"github.com/emsign/bot/agent/netpath"
 	"github.com/emsign/bot/agent/relay"
+	"github.com/emsign/bot/agent/rotate"
 	"github.com/emsign/bot/agent/runner"
 	"github.com/emsign/bot/agent/spool"
 	"github.com/emsign/bot/agent/state"
@@ -105,7 +108,21 @@ func runService(ctx context.Context, f runFlags, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rc := runner.Config{Client: c, Spool: sp, Logger: log, Clock: runner.SystemClock{}}
+	rot, err := rotate.New(rotate.Config{
+		Client:   c,
+		StateDir: st.Dir,
+		Env: deploy.Env{
+			BackupDir:   filepath.Join(st.Dir, "backups"),
+			AllowReload: rotate.AllowReload(st.Settings.AllowedReload),
+		},
+		Targets:  deployTargets(),
+		KeyMaker: tokenKeys(log),
+		Logger:   log,
+	})
+	if err != nil {
+		return err
+	}
+	rc := runner.Config{Client: c, Spool: sp, Logger: log, Clock: runner.SystemClock{}, Rotator: rot}
 	if f.exportDir != "" {
 		if err := os.MkdirAll(f.exportDir, 0o700); err != nil {
 			return fmt.Errorf("--export-dir: %w", err)
@@ -121,6 +138,7 @@ func runService(ctx context.Context, f runFlags, stderr io.Writer) error {
 		return err
 	}
 	log.Info("starting", "url", st.Settings.URL, "version", version, "time", time.Now().Format(time.RFC3339),
-		"path", np.Describe(), "proxy", np.ProxyRedacted(), "listen", st.Settings.Listen, "export_dir", f.exportDir)
+		"path", np.Describe(), "proxy", np.ProxyRedacted(), "listen", st.Settings.Listen, "export_dir", f.exportDir,
+		"rotation_kinds", rot.Kinds(), "allowed_reload", len(st.Settings.AllowedReload))
 	return r.Run(ctx)
 }

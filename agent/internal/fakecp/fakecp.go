@@ -83,6 +83,11 @@ type Server struct {
 	// it is answered; when it returns true the answer is lost (the
 	// connection is dropped).
 	OnBatch func(Key) (loseAck bool)
+	// CSRs holds every rotation CSR posted (PathOrderCSR), per order.
+	CSRs map[string][]string
+	// OnOrderCSR answers a rotation's CSR (called without mu held); a
+	// non-empty error string answers 400 with it. nil answers 404.
+	OnOrderCSR func(order string, csrPEM []byte) (protocol.OrderCertificate, string)
 }
 
 // New starts a fake control plane; it stops with the test.
@@ -98,6 +103,7 @@ func New(t testing.TB) *Server {
 		CompletePosts: map[string]int{},
 		Results:       map[string]protocol.JobResult{},
 		Versions:      map[string]bool{},
+		CSRs:          map[string][]string{},
 		Config:        protocol.BotConfig{Status: protocol.BotActive, Schedule: protocol.Schedule{Kind: protocol.ScheduleOnDemand}, Version: "v1"},
 	}
 	var err error
@@ -277,6 +283,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			s.Order = append(s.Order, "complete "+scan)
 		}
 		writeJSON(w, http.StatusOK, struct{}{})
+	case strings.HasPrefix(p, protocol.BotAPIPrefix+"/orders/") && strings.HasSuffix(p, "/csr") && r.Method == http.MethodPost:
+		s.orderCSR(w, strings.TrimSuffix(strings.TrimPrefix(p, protocol.BotAPIPrefix+"/orders/"), "/csr"), body)
 	case strings.HasPrefix(p, protocol.BotAPIPrefix+"/jobs/") && r.Method == http.MethodPost:
 		id := strings.TrimPrefix(p, protocol.BotAPIPrefix+"/jobs/")
 		var res protocol.JobResult
@@ -422,6 +430,28 @@ func (s *Server) findings(w http.ResponseWriter, scan string, body []byte) {
 		return
 	}
 	writeJSON(w, http.StatusOK, protocol.FindingsAck{Seq: b.Seq, Duplicate: dup})
+}
+
+func (s *Server) orderCSR(w http.ResponseWriter, order string, body []byte) {
+	var req protocol.OrderCSR
+	if err := json.Unmarshal(body, &req); err != nil || req.CSR == "" {
+		writeErr(w, http.StatusBadRequest, "bad order csr")
+		return
+	}
+	s.mu.Lock()
+	s.CSRs[order] = append(s.CSRs[order], req.CSR)
+	hook := s.OnOrderCSR
+	s.mu.Unlock()
+	if hook == nil {
+		writeErr(w, http.StatusNotFound, "no such order")
+		return
+	}
+	oc, refuse := hook(order, []byte(req.CSR))
+	if refuse != "" {
+		writeErr(w, http.StatusBadRequest, refuse)
+		return
+	}
+	writeJSON(w, http.StatusOK, oc)
 }
 
 // FindingsOf returns the findings received for a scan, in seq order, and

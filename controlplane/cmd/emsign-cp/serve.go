@@ -14,10 +14,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/emsign/bot/controlplane/batches"
 	"github.com/emsign/bot/controlplane/ops"
+	"github.com/emsign/bot/controlplane/ordering"
 	"github.com/emsign/bot/controlplane/pki"
+	"github.com/emsign/bot/controlplane/schedules"
 	"github.com/emsign/bot/controlplane/seal"
 	"github.com/emsign/bot/controlplane/server"
+	"github.com/emsign/bot/controlplane/store"
 	"github.com/emsign/bot/controlplane/web"
 )
 
@@ -28,6 +32,7 @@ func newServeCommand(stdout, stderr io.Writer, getenv func(string) string) *cobr
 	var f storeFlags
 	var listen string
 	var names []string
+	var caConfig, publicURL string
 	c := &cobra.Command{
 		Use:   "serve [--data DIR] [--listen ADDR] [--db URL]",
 		Short: "Run the control plane (HTTPS): the bot API /bot/v1, the user API /api/v1 and the dashboard",
@@ -40,12 +45,14 @@ one JSON line: {"listening":"HOST:PORT","ca":"DIR/ca.pem"}.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := slog.New(slog.NewJSONHandler(stderr, nil))
 			return serve(cmd.Context(), serveOptions{flags: &f, listen: listen, names: names, stdout: stdout, log: log,
-				envKey: getenv(seal.EnvKey)})
+				envKey: getenv(seal.EnvKey), caConfig: caConfig, publicURL: publicURL})
 		},
 	}
 	f.add(c)
 	c.Flags().StringVar(&listen, "listen", ":8443", "address to listen on (HOST:PORT; port 0 picks a free one)")
 	c.Flags().StringSliceVar(&names, "name", nil, "extra DNS name or IP address for the server certificate (repeatable)")
+	c.Flags().StringVar(&caConfig, "ca-config", "", "CA connector file (JSON: ACME and DigiCert connectors; see controlplane/ordering/README.md); the local CA needs none")
+	c.Flags().StringVar(&publicURL, "public-url", "", "the control plane's URL as relying parties reach it (https://cp.example.com): the local CA's CRL, OCSP and issuer URLs in its certificates; empty leaves them out")
 	return c
 }
 
@@ -56,6 +63,10 @@ type serveOptions struct {
 	stdout io.Writer
 	log    *slog.Logger
 	envKey string
+	// caConfig is the CA connector file ("" for the local CA only);
+	// publicURL the control plane's URL for the local CA's URLs.
+	caConfig  string
+	publicURL string
 }
 
 func serve(ctx context.Context, o serveOptions) error {
@@ -88,9 +99,29 @@ func serve(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	// One Ops for the user API and the dashboard: they share the
-	// notifier that wakes the bots' long polls.
-	op, err := ops.New(ops.Config{Store: st, Sealer: sealer, Logger: o.log})
+	reg := &ordering.Registry{}
+	if o.caConfig != "" {
+		if reg, err = ordering.LoadRegistry(o.caConfig, o.log); err != nil {
+			return usageError{err}
+		}
+	}
+	// One notifier wakes the bots' long polls for every job queued, by the
+	// ordering service as by ops; one Ops for the user API and the
+	// dashboard.
+	notifier := ops.NewNotifier()
+	ord, err := ordering.New(ordering.Config{Store: st, Sealer: sealer, Wake: notifier.Notify, Registry: reg,
+		PublicURL: o.publicURL, Logger: o.log})
+	if err != nil {
+		return usageError{err}
+	}
+	op, err := ops.New(ops.Config{Store: st, Sealer: sealer, Logger: o.log, Notifier: notifier, Ordering: ord})
+	if err != nil {
+		return err
+	}
+	// Mass replacements (P9) and schedules (P6) run in this process, on
+	// top of the ordering service. *store.SQL has what they need beyond
+	// store.Store.
+	runners, err := backgroundRunners(st, op, o.log)
 	if err != nil {
 		return err
 	}
@@ -98,7 +129,8 @@ func serve(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(server.Config{Store: st, CA: ca, Sealer: sealer, Logger: o.log, Ops: op, Dashboard: dash.Handler()})
+	srv, err := server.New(server.Config{Store: st, CA: ca, Sealer: sealer, Logger: o.log, Ops: op, Dashboard: dash.Handler(),
+		Ordering: ord})
 	if err != nil {
 		return err
 	}
@@ -118,7 +150,34 @@ func serve(ctx context.Context, o serveOptions) error {
 		ln.Close()
 		return err
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 1+len(reg.HTTP01()))
+	// HTTP-01 answers of the ACME connectors, plain HTTP where the CA
+	// looks for them.
+	for _, h := range reg.HTTP01() {
+		hln, err := net.Listen("tcp", h.Addr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("acme connector %s: http01_listen %s: %w", h.Connector, h.Addr, err)
+		}
+		hsrv := &http.Server{Handler: h.Handler, ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(o.log.Handler(), slog.LevelWarn)}
+		defer hsrv.Close()
+		o.log.Info("serving HTTP-01 answers", "connector", h.Connector, "addr", hln.Addr().String())
+		go func() {
+			if err := hsrv.Serve(hln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("http-01 listener %s: %w", h.Addr, err)
+			}
+		}()
+	}
+	rctx, stopRunners := context.WithCancel(ctx)
+	defer stopRunners()
+	for _, run := range runners {
+		go func() {
+			if err := run(rctx); err != nil && rctx.Err() == nil {
+				o.log.Error("background runner stopped", "err", err)
+			}
+		}()
+	}
 	go func() { errc <- hs.ServeTLS(ln, "", "") }()
 	select {
 	case err := <-errc:
@@ -134,4 +193,31 @@ func serve(ctx context.Context, o serveOptions) error {
 	}
 	o.log.Info("stopped")
 	return nil
+}
+
+// backgroundRunners makes the batch runner (P9) and the scheduler (P6),
+// when the store has what they need, and gives ops the batch runner's
+// wake-up.
+func backgroundRunners(st store.Store, op *ops.Ops, log *slog.Logger) ([]func(context.Context) error, error) {
+	var runs []func(context.Context) error
+	if rs, ok := st.(batches.RunStore); ok {
+		r, err := batches.NewRunner(batches.RunnerConfig{Store: rs, Rotator: op.BatchRotator(), Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		op.SetBatches(nil, r.Wake)
+		runs = append(runs, r.Run)
+	} else {
+		log.Warn("the store cannot run mass replacements: batches stay planned")
+	}
+	if ss, ok := st.(schedules.Store); ok {
+		r, err := schedules.New(schedules.Config{Store: ss, Rotator: op.BatchRotator(), Scanner: op, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		runs = append(runs, r.Run)
+	} else {
+		log.Warn("the store cannot fire schedules")
+	}
+	return runs, nil
 }

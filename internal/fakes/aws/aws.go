@@ -26,9 +26,11 @@ package aws
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -117,11 +119,16 @@ type fake struct {
 	fail  map[string]*Failure // by operation name
 	calls map[string]int      // "ListCertificates eu-west-1", "GetCertificate", ...
 	gets  []string            // ARNs GetCertificate was asked for
+	ops   []string            // "Operation ARN" of every ACM request, in order
+	// imports are the ImportCertificate requests that succeeded.
+	imports []Import
+	// now is the clock the fake checks an imported certificate's validity with.
+	now func() time.Time
 }
 
 func newFake(t testing.TB) *fake {
 	t.Helper()
-	f := &fake{t: t, pageSize: 2, fail: map[string]*Failure{}, calls: map[string]int{}}
+	f := &fake{t: t, pageSize: 2, fail: map[string]*Failure{}, calls: map[string]int{}, now: time.Now}
 	var list []*acmEntry
 	readJSON(t, testdata("acm_certificates.json"), &list)
 	ca, caKey := makeCA(t)
@@ -307,6 +314,10 @@ func (f *fake) serveACM(w http.ResponseWriter, r *http.Request, region string, b
 		Includes            struct {
 			KeyTypes []string `json:"keyTypes"`
 		}
+		// ImportCertificate: blobs travel as base64 strings in JSON 1.1,
+		// which encoding/json decodes into []byte.
+		Certificate, PrivateKey, CertificateChain []byte
+		Tags                                      []json.RawMessage
 	}
 	if err := json.Unmarshal(body, &in); err != nil {
 		acmError(w, http.StatusBadRequest, "SerializationException", err.Error())
@@ -315,6 +326,7 @@ func (f *fake) serveACM(w http.ResponseWriter, r *http.Request, region string, b
 	f.mu.Lock()
 	f.calls[op+" "+region]++
 	f.calls[op]++
+	f.ops = append(f.ops, strings.TrimSpace(op+" "+in.CertificateArn))
 	if op == "GetCertificate" {
 		f.gets = append(f.gets, in.CertificateArn)
 	}
@@ -367,20 +379,29 @@ func (f *fake) serveACM(w http.ResponseWriter, r *http.Request, region string, b
 		}
 		acmJSON(w, out)
 	case "DescribeCertificate", "GetCertificate":
+		f.mu.Lock()
 		e := f.find(region, in.CertificateArn)
+		var raw json.RawMessage
+		var typ, status, leaf, chain string
+		if e != nil {
+			raw, typ, status, leaf, chain = e.Certificate, e.detail.Type, e.detail.Status, e.leaf, e.chain
+		}
+		f.mu.Unlock()
 		if e == nil {
 			acmError(w, http.StatusBadRequest, "ResourceNotFoundException", "Could not find certificate "+in.CertificateArn+".")
 			return
 		}
 		if op == "DescribeCertificate" {
-			acmJSON(w, map[string]json.RawMessage{"Certificate": e.Certificate})
+			acmJSON(w, map[string]json.RawMessage{"Certificate": raw})
 			return
 		}
-		if e.detail.Type == "AMAZON_ISSUED" && e.detail.Status != "ISSUED" {
+		if typ == "AMAZON_ISSUED" && status != "ISSUED" {
 			acmError(w, http.StatusBadRequest, "RequestInProgressException", "Certificate "+in.CertificateArn+" is not yet issued.")
 			return
 		}
-		acmJSON(w, map[string]string{"Certificate": e.leaf, "CertificateChain": e.chain})
+		acmJSON(w, map[string]string{"Certificate": leaf, "CertificateChain": chain})
+	case "ImportCertificate":
+		f.importCertificate(w, region, in.CertificateArn, in.Certificate, in.PrivateKey, in.CertificateChain, len(in.Tags) > 0)
 	default:
 		acmError(w, http.StatusBadRequest, "UnknownOperationException", op)
 	}
@@ -608,4 +629,213 @@ func (x *Fake) DisableRegions(regions ...string) {
 	x.f.mu.Lock()
 	defer x.f.mu.Unlock()
 	x.f.optInDisabled = append(x.f.optInDisabled, regions...)
+}
+
+// Import is one ImportCertificate request the fake accepted.
+type Import struct {
+	Region, ARN string
+	// CertificatePEM and ChainPEM are as sent; the private key is not kept.
+	CertificatePEM, ChainPEM string
+}
+
+// importCertificate answers ImportCertificate as
+// https://docs.aws.amazon.com/acm/latest/APIReference/API_ImportCertificate.html
+// describes a re-import (CertificateArn set): the certificate, chain and
+// key are PEM; the key unencrypted, at most 5,120 bytes, matching the
+// certificate; the current time within the certificate's validity; the
+// Issuer not empty; a certificate that is not self-signed needs its chain,
+// whose certificates must include its issuer; tags cannot be applied on a
+// re-import. The answer is {"CertificateArn": ARN}. A new import (no
+// CertificateArn) is not served. Re-importing over a certificate ACM
+// issued is refused with ValidationException: the documentation says only
+// that CertificateArn names "an imported certificate to replace"; the
+// error code is the fake's choice.
+func (f *fake) importCertificate(w http.ResponseWriter, region, arn string, certPEM, keyPEM, chainPEM []byte, tags bool) {
+	invalid := func(msg string) { acmError(w, http.StatusBadRequest, "ValidationException", msg) }
+	if arn == "" {
+		invalid("the fake re-imports only: CertificateArn is required")
+		return
+	}
+	if tags {
+		invalid("You cannot apply tags when reimporting a certificate.")
+		return
+	}
+	f.mu.Lock()
+	e := f.find(region, arn)
+	var typ string
+	if e != nil {
+		typ = e.detail.Type
+	}
+	f.mu.Unlock()
+	switch {
+	case e == nil:
+		acmError(w, http.StatusBadRequest, "ResourceNotFoundException", "Could not find certificate "+arn+".")
+		return
+	case typ != "IMPORTED":
+		invalid("Certificate " + arn + " is of type " + typ + " and cannot be reimported; only an imported certificate can be replaced.")
+		return
+	}
+	var leaf *x509.Certificate
+	if b, rest := pem.Decode(certPEM); b == nil || b.Type != "CERTIFICATE" || strings.TrimSpace(string(rest)) != "" {
+		invalid("The certificate field must hold one PEM-encoded certificate.")
+		return
+	} else if c, err := x509.ParseCertificate(b.Bytes); err != nil {
+		invalid("Could not parse the certificate: " + err.Error())
+		return
+	} else {
+		leaf = c
+	}
+	if len(keyPEM) > 5120 {
+		invalid("The private key must be no larger than 5 KB (5,120 bytes).")
+		return
+	}
+	kb, _ := pem.Decode(keyPEM)
+	if kb == nil || !strings.HasSuffix(kb.Type, "PRIVATE KEY") || strings.Contains(kb.Type, "ENCRYPTED") || kb.Headers["Proc-Type"] != "" {
+		invalid("The private key must be PEM-encoded and unencrypted.")
+		return
+	}
+	key, err := parseKey(kb)
+	if err != nil {
+		invalid("Could not parse the private key: " + err.Error())
+		return
+	}
+	if pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(leaf.PublicKey) {
+		invalid("The private key does not match the public key in the certificate.")
+		return
+	}
+	now := f.now()
+	if now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
+		invalid("The certificate is not valid at the current time.")
+		return
+	}
+	if len(leaf.RawIssuer) == 0 || leaf.Issuer.String() == "" {
+		invalid("The certificate's Issuer field must not be empty.")
+		return
+	}
+	var chain []*x509.Certificate
+	for rest := chainPEM; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			invalid("Could not parse the certificate chain: " + err.Error())
+			return
+		}
+		chain = append(chain, c)
+	}
+	if leaf.CheckSignatureFrom(leaf) != nil {
+		found := false
+		for _, c := range chain {
+			found = found || bytes.Equal(c.RawSubject, leaf.RawIssuer)
+		}
+		if !found {
+			invalid("The certificate is not self-signed: its chain, including its issuer, is required.")
+			return
+		}
+	}
+
+	detail := map[string]any{}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := json.Unmarshal(e.Certificate, &detail); err != nil {
+		f.t.Error(err)
+	}
+	domain := leaf.Subject.CommonName
+	if domain == "" && len(leaf.DNSNames) > 0 {
+		domain = leaf.DNSNames[0]
+	}
+	serial := leaf.SerialNumber.Bytes()
+	hexParts := make([]string, len(serial))
+	for i, x := range serial {
+		hexParts[i] = fmt.Sprintf("%02x", x)
+	}
+	detail["DomainName"] = domain
+	detail["SubjectAlternativeNames"] = leaf.DNSNames
+	detail["Serial"] = strings.Join(hexParts, ":")
+	detail["Subject"] = leaf.Subject.String()
+	detail["Issuer"] = leaf.Issuer.CommonName
+	detail["NotBefore"] = leaf.NotBefore.Unix()
+	detail["NotAfter"] = leaf.NotAfter.Unix()
+	detail["ImportedAt"] = now.Unix()
+	detail["Status"] = "ISSUED"
+	detail["KeyAlgorithm"] = keyAlgorithm(leaf)
+	detail["SignatureAlgorithm"] = strings.ToUpper(strings.ReplaceAll(leaf.SignatureAlgorithm.String(), "-", ""))
+	raw, _ := json.Marshal(detail)
+	e.Certificate = raw
+	e.detail.DomainName, e.detail.Status, e.detail.KeyAlgorithm = domain, "ISSUED", keyAlgorithm(leaf)
+	na := leaf.NotAfter.Unix()
+	e.detail.NotAfter = &na
+	e.leaf, e.chain = string(certPEM), string(chainPEM)
+	f.imports = append(f.imports, Import{Region: region, ARN: arn, CertificatePEM: string(certPEM), ChainPEM: string(chainPEM)})
+	acmJSON(w, map[string]string{"CertificateArn": arn})
+}
+
+func parseKey(b *pem.Block) (crypto.Signer, error) {
+	var k any
+	var err error
+	switch b.Type {
+	case "RSA PRIVATE KEY":
+		k, err = x509.ParsePKCS1PrivateKey(b.Bytes)
+	case "EC PRIVATE KEY":
+		k, err = x509.ParseECPrivateKey(b.Bytes)
+	default:
+		k, err = x509.ParsePKCS8PrivateKey(b.Bytes)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("unsupported key type %T", k)
+	}
+	return s, nil
+}
+
+// keyAlgorithm names the certificate's key as ACM's KeyAlgorithm does.
+func keyAlgorithm(c *x509.Certificate) string {
+	switch k := c.PublicKey.(type) {
+	case *rsa.PublicKey:
+		return fmt.Sprintf("RSA_%d", k.N.BitLen())
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256():
+			return "EC_prime256v1"
+		case elliptic.P384():
+			return "EC_secp384r1"
+		case elliptic.P521():
+			return "EC_secp521r1"
+		}
+	}
+	return "UNKNOWN"
+}
+
+// Imports lists the ImportCertificate requests the fake accepted, in order.
+func (x *Fake) Imports() []Import {
+	x.f.mu.Lock()
+	defer x.f.mu.Unlock()
+	return slices.Clone(x.f.imports)
+}
+
+// Operations lists every ACM request as "Operation ARN" ("Operation" alone
+// when it named no certificate), in order.
+func (x *Fake) Operations() []string {
+	x.f.mu.Lock()
+	defer x.f.mu.Unlock()
+	return slices.Clone(x.f.ops)
+}
+
+// Current is the certificate and chain (PEM) ACM holds at arn now, "" when
+// there is no such ARN.
+func (x *Fake) Current(arn string) (leaf, chain string) {
+	x.f.mu.Lock()
+	defer x.f.mu.Unlock()
+	for _, e := range x.f.acm {
+		if e.detail.CertificateArn == arn {
+			return e.leaf, e.chain
+		}
+	}
+	return "", ""
 }

@@ -3,11 +3,13 @@
 package cloudflare
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"math/big"
@@ -16,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,10 +41,15 @@ type fakeAPI struct {
 	requests []string
 	calls    map[string]int
 	lists    map[string][]json.RawMessage
+	// newIDOnEdit gives an edited custom certificate a new id, as
+	// Cloudflare does for sni_custom ones.
+	newIDOnEdit bool
+	edits       []Edit
+	pems        map[string]string // custom certificate id -> PEM uploaded
 }
 
 func newFakeAPI(t testing.TB, originPEMs []string, documentedHosts bool) *fakeAPI {
-	f := &fakeAPI{t: t, fail: map[string]string{}, calls: map[string]int{}, lists: map[string][]json.RawMessage{}}
+	f := &fakeAPI{t: t, fail: map[string]string{}, calls: map[string]int{}, lists: map[string][]json.RawMessage{}, pems: map[string]string{}}
 	for name, file := range map[string]string{"custom": "custom_certificates.json", "packs": "certificate_packs.json", "origin": "origin_ca_certificates.json"} {
 		b, err := os.ReadFile(testdata(file))
 		if err != nil {
@@ -82,7 +90,7 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.requests = append(f.requests, r.Method+" "+r.URL.RequestURI())
 	f.mu.Unlock()
-	if r.Method != http.MethodGet {
+	if r.Method != http.MethodGet && r.Method != http.MethodPatch {
 		writeJSON(w, 405, map[string]any{"success": false, "errors": []any{map[string]any{"code": 10405, "message": "method not allowed"}}})
 		return
 	}
@@ -112,6 +120,14 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var name string
 	parts := strings.Split(strings.Trim(path, "/"), "/")
 	switch {
+	case r.Method == http.MethodPatch && !(len(parts) == 4 && parts[0] == "zones" && parts[2] == "custom_certificates"):
+		writeJSON(w, 405, map[string]any{"success": false, "errors": []any{map[string]any{"code": 10405, "message": "method not allowed"}}})
+		return
+	case len(parts) == 4 && parts[0] == "zones" && parts[2] == "custom_certificates":
+		name = ListCustomGet
+		if r.Method == http.MethodPatch {
+			name = ListCustomEdit
+		}
 	case len(parts) == 3 && parts[0] == "zones" && parts[2] == "custom_certificates":
 		name = "custom"
 	case len(parts) == 4 && parts[0] == "zones" && parts[2] == "ssl" && parts[3] == "certificate_packs":
@@ -151,6 +167,9 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "3600")
 		writeJSON(w, 429, map[string]any{"success": false, "errors": []any{map[string]any{"code": 971, "message": "Please wait and consider throttling your request speed"}}})
 		return
+	case "400":
+		writeJSON(w, 400, map[string]any{"success": false, "errors": []any{map[string]any{"code": 1002, "message": "Invalid certificate"}}, "messages": []any{}, "result": nil})
+		return
 	case "500":
 		w.WriteHeader(500)
 		_, _ = w.Write([]byte("<html>internal error</html>"))
@@ -160,7 +179,13 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(`{"success":true,"result":[{"id":`))
 		return
 	}
-	items := f.lists[name]
+	if name == ListCustomGet || name == ListCustomEdit {
+		f.item(w, r, parts[1], parts[3])
+		return
+	}
+	f.mu.Lock()
+	items := slices.Clone(f.lists[name])
+	f.mu.Unlock()
 	page, _ := strconv.Atoi(q.Get("page"))
 	perPage, _ := strconv.Atoi(q.Get("per_page"))
 	if page < 1 {
@@ -251,6 +276,10 @@ const (
 	ListCustom = "custom" // zones/ZONE/custom_certificates
 	ListPacks  = "packs"  // zones/ZONE/ssl/certificate_packs
 	ListOrigin = "origin" // certificates?zone_id=ZONE
+	// ListCustomGet and ListCustomEdit are GET and PATCH of one custom
+	// certificate (zones/ZONE/custom_certificates/ID).
+	ListCustomGet  = "custom_get"
+	ListCustomEdit = "custom_edit"
 )
 
 // Failure modes for Fail.
@@ -259,6 +288,7 @@ const (
 	Fail403       = "403"       // Unauthorized to access requested resource
 	Fail429Once   = "429once"   // 429 with Retry-After: 0 once, then answers
 	Fail429Always = "429always" // 429 with Retry-After: 3600, every time
+	Fail400       = "400"       // 400 with a Cloudflare error (an edit refused)
 	Fail500       = "500"       // 500 with an HTML body
 	FailGarbage   = "garbage"   // 200 with truncated JSON
 )
@@ -306,4 +336,183 @@ func originCert(t testing.TB, cn string) *x509.Certificate {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// Edit is one PATCH of a custom certificate the fake accepted.
+type Edit struct {
+	Zone, ID, NewID string
+	// Certificate is the PEM sent (leaf and chain); the key is not kept.
+	Certificate, BundleMethod string
+}
+
+func apiError(w http.ResponseWriter, status, code int, msg string) {
+	writeJSON(w, status, map[string]any{"success": false, "errors": []any{map[string]any{"code": code, "message": msg}}, "messages": []any{}, "result": nil})
+}
+
+// item serves GET and PATCH /zones/{zone_id}/custom_certificates/{id}
+// (https://developers.cloudflare.com/api/resources/custom_certificates/methods/get/,
+// .../methods/edit/): the answer is the envelope with the custom
+// certificate as result, the same object the list gives. A PATCH takes
+// certificate (leaf then intermediates, PEM), private_key (PEM) and
+// bundle_method (ubiquitous, optimal, force); the fake needs both the
+// certificate and its matching key (the documentation allows either alone;
+// the fake keeps no key to check a lone certificate against). Hosts,
+// issuer, signature and expires_on then describe the new certificate, and
+// uploaded_on and modified_on are now; with SetNewIDOnEdit the id changes
+// ("PATCHing a configuration for sni_custom certificates will result in a
+// new resource id being returned, and the previous one being deleted").
+func (f *fakeAPI) item(w http.ResponseWriter, r *http.Request, zone, id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	idx := -1
+	var cur map[string]any
+	for i, raw := range f.lists["custom"] {
+		var m map[string]any
+		if json.Unmarshal(raw, &m) == nil && m["id"] == id && m["zone_id"] == zone {
+			idx, cur = i, m
+		}
+	}
+	if idx < 0 {
+		apiError(w, 404, 1405, "Certificate not found")
+		return
+	}
+	ok := func(m map[string]any) {
+		writeJSON(w, 200, map[string]any{"success": true, "errors": []any{}, "messages": []any{}, "result": m})
+	}
+	if r.Method == http.MethodGet {
+		ok(cur)
+		return
+	}
+	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		apiError(w, 400, 10000, "Content-Type must be application/json")
+		return
+	}
+	var body struct {
+		Certificate  string `json:"certificate"`
+		PrivateKey   string `json:"private_key"`
+		BundleMethod string `json:"bundle_method"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+		apiError(w, 400, 10000, "malformed JSON body")
+		return
+	}
+	if body.BundleMethod != "" && !slices.Contains([]string{"ubiquitous", "optimal", "force"}, body.BundleMethod) {
+		apiError(w, 400, 1002, "bundle_method must be ubiquitous, optimal or force")
+		return
+	}
+	var chain []*x509.Certificate
+	for rest := []byte(body.Certificate); ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil || b.Type != "CERTIFICATE" {
+			apiError(w, 400, 1002, "Invalid certificate")
+			return
+		}
+		chain = append(chain, c)
+	}
+	kb, _ := pem.Decode([]byte(body.PrivateKey))
+	if len(chain) == 0 || kb == nil {
+		apiError(w, 400, 1002, "the fake needs certificate and private_key, both PEM")
+		return
+	}
+	var key any
+	var err error
+	switch kb.Type {
+	case "RSA PRIVATE KEY":
+		key, err = x509.ParsePKCS1PrivateKey(kb.Bytes)
+	case "EC PRIVATE KEY":
+		key, err = x509.ParseECPrivateKey(kb.Bytes)
+	default:
+		key, err = x509.ParsePKCS8PrivateKey(kb.Bytes)
+	}
+	signer, isSigner := key.(crypto.Signer)
+	if err != nil || !isSigner {
+		apiError(w, 400, 1003, "Invalid private key")
+		return
+	}
+	if pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(chain[0].PublicKey) {
+		apiError(w, 400, 1003, "The private key does not match the certificate")
+		return
+	}
+	leaf := chain[0]
+	hosts := leaf.DNSNames
+	if len(hosts) == 0 {
+		hosts = []string{leaf.Subject.CommonName}
+	}
+	issuer := leaf.Issuer.CommonName
+	if len(leaf.Issuer.Organization) > 0 {
+		issuer = leaf.Issuer.Organization[0]
+	}
+	now := time.Now().UTC().Format(time.RFC3339)
+	newID := id
+	if f.newIDOnEdit {
+		b := make([]byte, 16)
+		_, _ = rand.Read(b)
+		newID = hex.EncodeToString(b)
+	}
+	cur["id"], cur["hosts"], cur["issuer"], cur["signature"] = newID, hosts, issuer, signatureName(leaf.SignatureAlgorithm)
+	cur["expires_on"], cur["uploaded_on"], cur["modified_on"], cur["status"] = leaf.NotAfter.UTC().Format(time.RFC3339), now, now, "active"
+	if body.BundleMethod != "" {
+		cur["bundle_method"] = body.BundleMethod
+	}
+	raw, _ := json.Marshal(cur)
+	f.lists["custom"][idx] = raw
+	delete(f.pems, id)
+	f.pems[newID] = body.Certificate
+	f.edits = append(f.edits, Edit{Zone: zone, ID: id, NewID: newID, Certificate: body.Certificate, BundleMethod: body.BundleMethod})
+	ok(cur)
+}
+
+// signatureName names a signature algorithm as Cloudflare's "signature"
+// field does (SHA256WithRSA, ECDSAWithSHA256).
+func signatureName(a x509.SignatureAlgorithm) string {
+	switch a {
+	case x509.SHA256WithRSA, x509.SHA384WithRSA, x509.SHA512WithRSA:
+		return strings.ReplaceAll(a.String(), "-", "With")
+	case x509.ECDSAWithSHA256, x509.ECDSAWithSHA384, x509.ECDSAWithSHA512:
+		return "ECDSAWith" + strings.TrimPrefix(a.String(), "ECDSA-")
+	}
+	return a.String()
+}
+
+// SetNewIDOnEdit makes a PATCH give the custom certificate a new id, as
+// Cloudflare does for sni_custom certificates.
+func (x *Fake) SetNewIDOnEdit(on bool) {
+	x.api.mu.Lock()
+	defer x.api.mu.Unlock()
+	x.api.newIDOnEdit = on
+}
+
+// Edits lists the PATCHes of custom certificates the fake accepted.
+func (x *Fake) Edits() []Edit {
+	x.api.mu.Lock()
+	defer x.api.mu.Unlock()
+	return slices.Clone(x.api.edits)
+}
+
+// CustomPEM is the certificate PEM last uploaded to custom certificate id
+// ("" when none was: the testdata ones have no PEM).
+func (x *Fake) CustomPEM(id string) string {
+	x.api.mu.Lock()
+	defer x.api.mu.Unlock()
+	return x.api.pems[id]
+}
+
+// CustomIDs lists the ids of the zone's custom certificates, in order.
+func (x *Fake) CustomIDs() []string {
+	x.api.mu.Lock()
+	defer x.api.mu.Unlock()
+	var out []string
+	for _, raw := range x.api.lists["custom"] {
+		var m struct {
+			ID string `json:"id"`
+		}
+		_ = json.Unmarshal(raw, &m)
+		out = append(out, m.ID)
+	}
+	return out
 }
