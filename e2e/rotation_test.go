@@ -328,6 +328,10 @@ func TestRotation(t *testing.T) {
 	if fmt.Sprint(servedCert.DNSNames) != fmt.Sprint(good.old.DNSNames) {
 		t.Errorf("the new certificate names %v, want the old one's %v (SANs copied)", servedCert.DNSNames, good.old.DNSNames)
 	}
+	// The recheck scan after the rotation puts the new certificate in the
+	// inventory at the file and the endpoint, without waiting for a
+	// scheduled scan.
+	waitLocations(t, cp, order.NewFingerprint, 2, time.Minute, logs)
 
 	// ---- A reload that fails: rolled back, the old certificate served.
 	if code := cp.api("POST", "/certificates/"+fingerprint(broken.old.Raw)+"/rotate", map[string]any{
@@ -449,6 +453,36 @@ func fileLocation(t *testing.T, cp *controlPlane, c *x509.Certificate) string {
 	}
 	t.Fatalf("%s has no file location: %+v", c.Subject.CommonName, view.Locations)
 	return ""
+}
+
+// waitLocations waits until the certificate is in the inventory with at
+// least n present locations.
+func waitLocations(t *testing.T, cp *controlPlane, fp string, n int, within time.Duration, logs func() string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		var view struct {
+			Locations []struct {
+				URI     string `json:"uri"`
+				Present bool   `json:"present"`
+			} `json:"locations"`
+		}
+		present := 0
+		if cp.api("GET", "/certificates/"+fp, nil, &view) == http.StatusOK {
+			for _, l := range view.Locations {
+				if l.Present {
+					present++
+				}
+			}
+		}
+		if present >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("certificate %s has %d present locations after %s, want %d\n%s", fp, present, within, n, logs())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 // DashboardCounts is the part of GET /api/v1/dashboard the rotation tests

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"slices"
 	"testing"
 	"time"
 
@@ -65,6 +66,9 @@ func TestRunWithOrdering(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// A bot whose rotations are all done gets a recheck scan: only
+		// the rotate jobs count here.
+		jobs = slices.DeleteFunc(jobs, func(j store.Job) bool { return j.Kind != protocol.JobRotate })
 		if len(jobs) > 4 {
 			t.Fatalf("%d rotate jobs at once, wave size 4", len(jobs))
 		}

@@ -50,9 +50,7 @@ func (o *Ops) BatchRotator() batches.Rotator {
 		if o.order == nil {
 			return store.Order{}, ErrOrderingOff
 		}
-		// r.BotID is not passed: ordering.RotateRequest names a location
-		// by URI only (see the batches README).
-		return o.order.Rotate(ctx, account, ordering.RotateRequest{Fingerprint: r.Fingerprint, Location: r.Location,
+		return o.order.Rotate(ctx, account, ordering.RotateRequest{Fingerprint: r.Fingerprint, Location: r.Location, BotID: r.BotID,
 			Action: r.Action, TemplateID: r.TemplateID, BatchID: r.BatchID, CreatedBy: r.CreatedBy})
 	})
 }

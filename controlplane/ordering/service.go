@@ -92,6 +92,10 @@ type Config struct {
 	// IssueWait bounds how long the CSR call waits for the CA before
 	// answering pending (default 20s).
 	IssueWait time.Duration
+	// Finished, when set, is called after a bot reported a rotation's end
+	// (the mass replacement runner's wake-up, so the next wave starts at
+	// once rather than at its next tick).
+	Finished func()
 }
 
 // Service orders certificates and follows rotations. It is safe for
@@ -106,6 +110,7 @@ type Service struct {
 	now       func() time.Time
 	newID     func() string
 	issueWait time.Duration
+	finished  func()
 
 	locals *localCAs
 
@@ -138,7 +143,7 @@ func New(cfg Config) (*Service, error) {
 	s := &Service{
 		st: cfg.Store, sealer: cfg.Sealer, wake: cfg.Wake, reg: cfg.Registry,
 		publicURL: strings.TrimSuffix(cfg.PublicURL, "/"), log: cfg.Logger, now: cfg.Now, newID: cfg.NewID,
-		issueWait: cfg.IssueWait, inflight: map[string]*issueCall{},
+		issueWait: cfg.IssueWait, finished: cfg.Finished, inflight: map[string]*issueCall{},
 	}
 	if s.reg == nil {
 		s.reg = &Registry{}
@@ -189,6 +194,10 @@ type RotateRequest struct {
 	Fingerprint string
 	// Location is the location URI; "" takes the only deployable one.
 	Location string
+	// BotID picks the bot when several hold the same URI (one path, such
+	// as /etc/nginx/tls.pem, on many servers); "" accepts any one of them
+	// only when there is exactly one.
+	BotID string
 	// Action is protocol.ActionRotate (default), ActionRekey or ActionRenew.
 	Action string
 	// TemplateID is the provisioning template; "" the account's default.
@@ -247,9 +256,19 @@ func deployKind(l store.Location) string {
 // their bot is active and speaks protocol 2 is checked by Rotate.
 func (s *Service) Deployable(c store.Certificate) []string {
 	out := []string{}
+	for _, l := range s.DeployableLocations(c) {
+		out = append(out, l.URI)
+	}
+	return out
+}
+
+// DeployableLocations are the locations Rotate accepts, with their bots
+// (one URI may be held by several bots: the same path on many servers).
+func (s *Service) DeployableLocations(c store.Certificate) []store.Location {
+	out := []store.Location{}
 	for _, l := range c.Locations {
 		if l.Present && l.BotID != "" && deployKind(l) != "" {
-			out = append(out, l.URI)
+			out = append(out, l)
 		}
 	}
 	return out
@@ -272,7 +291,7 @@ func (s *Service) Rotate(ctx context.Context, account string, req RotateRequest)
 	if err != nil {
 		return store.Order{}, fmt.Errorf("ordering: certificate %s: %w", req.Fingerprint, err)
 	}
-	loc, err := chooseLocation(cert, req.Location)
+	loc, err := chooseLocation(cert, req.Location, req.BotID)
 	if err != nil {
 		return store.Order{}, err
 	}
@@ -345,12 +364,18 @@ func (s *Service) Rotate(ctx context.Context, account string, req RotateRequest)
 
 // chooseLocation picks the location to write: the one named, or the only
 // deployable one.
-func chooseLocation(c store.Certificate, uri string) (store.Location, error) {
+func chooseLocation(c store.Certificate, uri, botID string) (store.Location, error) {
 	if uri != "" {
+		var holders []store.Location
 		for _, l := range c.Locations {
-			if l.URI != uri {
-				continue
+			if l.URI == uri && (botID == "" || l.BotID == botID) {
+				holders = append(holders, l)
 			}
+		}
+		if len(holders) > 1 {
+			return store.Location{}, invalid("bot_id", "%d bots hold %s: name the bot", len(holders), uri)
+		}
+		for _, l := range holders {
 			if !l.Present {
 				return store.Location{}, invalid("location", "the certificate is no longer found at %s", uri)
 			}
@@ -365,11 +390,14 @@ func chooseLocation(c store.Certificate, uri string) (store.Location, error) {
 			}
 			return l, nil
 		}
+		if botID != "" {
+			return store.Location{}, invalid("location", "bot %s holds no location %s of the certificate", botID, uri)
+		}
 		return store.Location{}, invalid("location", "the certificate has no location %s", uri)
 	}
 	var ok []store.Location
 	for _, l := range c.Locations {
-		if l.Present && l.BotID != "" && deployKind(l) != "" {
+		if l.Present && l.BotID != "" && deployKind(l) != "" && (botID == "" || l.BotID == botID) {
 			ok = append(ok, l)
 		}
 	}
@@ -797,6 +825,7 @@ func (s *Service) RotationFinished(ctx context.Context, bot store.Bot, j store.J
 				return err
 			}
 		}
+		s.afterDeploy(ctx, bot, o2)
 	case protocol.OutcomeRolledBack:
 		e := resultError(res, "the deployment failed and was rolled back")
 		if _, err := s.transition(ctx, o, nonFinal, store.OrderRolledBack, &outcome, &e, e); err != nil {
@@ -812,7 +841,51 @@ func (s *Service) RotationFinished(ctx context.Context, bot store.Bot, j store.J
 		}
 	}
 	s.log.Info("rotation finished", "account", o.Account, "order", o.ID, "bot", bot.ID, "outcome", outcome)
+	if s.finished != nil {
+		s.finished()
+	}
 	return nil
+}
+
+// scheduleMover is the store's way to move auto-renew schedules from a
+// replaced certificate to its successor (*store.SQL has it).
+type scheduleMover interface {
+	MoveSchedules(ctx context.Context, account, from, to string) (int, error)
+}
+
+// afterDeploy keeps what followed the old certificate on the new one:
+// its auto-renew schedules (P6) move to it, or auto-renewal would stop
+// after one renewal; and once the bot has no rotation left under way, a
+// scan of the bot (a recheck) records the new certificate at its
+// locations and the old one as gone, so that the inventory does not wait
+// for the next scheduled scan. One scan per bot when its orders are done,
+// not one per order: a mass replacement wave of 500 makes one scan.
+// Neither failing undoes the rotation: they are logged.
+func (s *Service) afterDeploy(ctx context.Context, bot store.Bot, o store.Order) {
+	if m, ok := s.st.(scheduleMover); ok && o.Fingerprint != "" && o.NewFingerprint != "" {
+		if _, err := m.MoveSchedules(ctx, o.Account, o.Fingerprint, o.NewFingerprint); err != nil {
+			s.log.Error("moving the replaced certificate's schedules", "order", o.ID, "err", err)
+		}
+	}
+	for _, st := range []string{store.OrderInitiated, store.OrderOrdering, store.OrderIssued} {
+		open, err := s.st.Orders(ctx, o.Account, store.OrderFilter{BotID: bot.ID, Status: st, Limit: 1})
+		if err != nil {
+			s.log.Error("looking for the bot's open orders", "bot", bot.ID, "err", err)
+			return
+		}
+		if len(open) > 0 {
+			return
+		}
+	}
+	scanID, jobID := s.newID(), s.newID()
+	if err := s.st.QueueScan(ctx, o.Account, bot.ID, scanID, jobID); err != nil {
+		s.log.Error("queueing the recheck scan after a rotation", "bot", bot.ID, "err", err)
+		return
+	}
+	s.log.Info("recheck scan queued after rotations", "account", o.Account, "bot", bot.ID, "scan", scanID)
+	if s.wake != nil {
+		s.wake(bot.ID)
+	}
 }
 
 // nonFinal are the statuses a rotation's result may end.

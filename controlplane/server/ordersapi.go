@@ -41,7 +41,9 @@ func (s *Server) orderRoutes(p string) []templateRoute {
 
 // RotateBody is the body of POST .../rotate.
 type RotateBody struct {
-	Location   string     `json:"location"`
+	Location string `json:"location"`
+	// BotID names the bot when several hold the location's URI.
+	BotID      string     `json:"bot_id"`
 	Action     string     `json:"action"`
 	TemplateID string     `json:"template_id"`
 	Deploy     DeployBody `json:"deploy"`
@@ -137,7 +139,7 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request, _ store.APIKey, 
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	req := ordering.RotateRequest{Fingerprint: fp, Location: b.Location, Action: b.Action, TemplateID: b.TemplateID,
+	req := ordering.RotateRequest{Fingerprint: fp, Location: b.Location, BotID: b.BotID, Action: b.Action, TemplateID: b.TemplateID,
 		Deploy: ordering.DeployOptions{KeyPath: b.Deploy.KeyPath, ChainPath: b.Deploy.ChainPath, ChainInCert: b.Deploy.ChainInCert,
 			Reload: b.Deploy.Reload, Verify: b.Deploy.Verify, Alias: b.Deploy.Alias}}
 	if b.Deploy.KeystorePassword != "" {

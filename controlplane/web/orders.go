@@ -77,13 +77,34 @@ var revokeReasons = []revokeReason{
 // deployableLocations are the certificate's locations a rotation can
 // replace, by the ordering service's own rule (none when the control
 // plane runs without ordering).
-func (s *Server) deployableLocations(c store.Certificate) []string {
+func (s *Server) deployableLocations(c store.Certificate) []locationOption {
 	svc := s.ops.Ordering()
 	if svc == nil {
 		return nil
 	}
-	return svc.Deployable(c)
+	locs := svc.DeployableLocations(c)
+	held := map[string]int{}
+	for _, l := range locs {
+		held[l.URI]++
+	}
+	out := make([]locationOption, 0, len(locs))
+	for _, l := range locs {
+		o := locationOption{Value: l.BotID + locationSep + l.URI, Label: l.URI}
+		if held[l.URI] > 1 {
+			// The same path on several servers: say which one.
+			o.Label += " (bot " + l.BotID + ")"
+		}
+		out = append(out, o)
+	}
+	return out
 }
+
+// locationSep joins a bot and a location URI in the rotate form's choice:
+// bot IDs never hold it (protocol.IDPattern).
+const locationSep = "|"
+
+// locationOption is one choice of the rotate form's location.
+type locationOption struct{ Value, Label string }
 
 // orderFinal reports whether an order will change no more (the order
 // page stops refreshing).
@@ -119,7 +140,7 @@ func statusClass(status string) string {
 // that failed with its values and message.
 type certActions struct {
 	Fingerprint string
-	Locations   []string
+	Locations   []locationOption
 	Templates   []templateChoice
 	Reasons     []revokeReason
 	Suspended   bool
@@ -354,6 +375,9 @@ func parseVerify(val string) ([]string, error) {
 func rotateRequest(fp string, f url.Values) (ordering.RotateRequest, error) {
 	req := ordering.RotateRequest{Fingerprint: fp, Location: strings.TrimSpace(f.Get("location")),
 		Action: f.Get("action"), TemplateID: f.Get("template")}
+	if bot, uri, ok := strings.Cut(req.Location, locationSep); ok {
+		req.BotID, req.Location = bot, uri
+	}
 	if req.Location == "" {
 		return req, &fieldError{"location", "choose the location to rotate"}
 	}

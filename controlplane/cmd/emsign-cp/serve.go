@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -109,8 +110,15 @@ func serve(ctx context.Context, o serveOptions) error {
 	// ordering service as by ops; one Ops for the user API and the
 	// dashboard.
 	notifier := ops.NewNotifier()
+	// The batch runner is made after the ordering service it drives; a
+	// finished rotation wakes it through this hook once it is set.
+	var wakeBatches atomic.Pointer[func()]
 	ord, err := ordering.New(ordering.Config{Store: st, Sealer: sealer, Wake: notifier.Notify, Registry: reg,
-		PublicURL: o.publicURL, Logger: o.log})
+		PublicURL: o.publicURL, Logger: o.log, Finished: func() {
+			if w := wakeBatches.Load(); w != nil {
+				(*w)()
+			}
+		}})
 	if err != nil {
 		return usageError{err}
 	}
@@ -121,9 +129,12 @@ func serve(ctx context.Context, o serveOptions) error {
 	// Mass replacements (P9) and schedules (P6) run in this process, on
 	// top of the ordering service. *store.SQL has what they need beyond
 	// store.Store.
-	runners, err := backgroundRunners(st, op, o.log)
+	runners, wake, err := backgroundRunners(st, op, o.log)
 	if err != nil {
 		return err
+	}
+	if wake != nil {
+		wakeBatches.Store(&wake)
 	}
 	dash, err := web.New(web.Config{Store: st, Ops: op, Logger: o.log, Sealer: sealer, CACertPEM: ca.PEM()})
 	if err != nil {
@@ -198,14 +209,14 @@ func serve(ctx context.Context, o serveOptions) error {
 // backgroundRunners makes the batch runner (P9) and the scheduler (P6),
 // when the store has what they need, and gives ops the batch runner's
 // wake-up.
-func backgroundRunners(st store.Store, op *ops.Ops, log *slog.Logger) ([]func(context.Context) error, error) {
-	var runs []func(context.Context) error
+func backgroundRunners(st store.Store, op *ops.Ops, log *slog.Logger) (runs []func(context.Context) error, wakeBatches func(), err error) {
 	if rs, ok := st.(batches.RunStore); ok {
 		r, err := batches.NewRunner(batches.RunnerConfig{Store: rs, Rotator: op.BatchRotator(), Logger: log})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		op.SetBatches(nil, r.Wake)
+		wakeBatches = r.Wake
 		runs = append(runs, r.Run)
 	} else {
 		log.Warn("the store cannot run mass replacements: batches stay planned")
@@ -213,11 +224,11 @@ func backgroundRunners(st store.Store, op *ops.Ops, log *slog.Logger) ([]func(co
 	if ss, ok := st.(schedules.Store); ok {
 		r, err := schedules.New(schedules.Config{Store: ss, Rotator: op.BatchRotator(), Scanner: op, Logger: log})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		runs = append(runs, r.Run)
 	} else {
 		log.Warn("the store cannot fire schedules")
 	}
-	return runs, nil
+	return runs, wakeBatches, nil
 }
