@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -209,22 +210,6 @@ func TestRotation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs both programs, Pebble and openssl s_server")
 	}
-	cpBin, botBin := binaries(t)
-
-	// Pebble validates HTTP-01 by fetching from every name on 127.0.0.1 at
-	// this port, where the control plane answers the challenges.
-	http01 := freePort(t)
-	pebble := testsvc.StartPebble(t, testsvc.PebbleOptions{HTTPPort: http01})
-	cfgDir := t.TempDir()
-	caConfig := filepath.Join(cfgDir, "ca.json")
-	writeJSON(t, caConfig, map[string]any{"connectors": map[string]any{
-		"pebble": map[string]any{
-			"kind": "acme", "directory_url": pebble.DirectoryURL, "ca_bundle_file": pebble.MinicaFile,
-			"account_key_file": filepath.Join(cfgDir, "acme-account.key"), "terms_agreed": true,
-			"http01_listen": fmt.Sprintf("127.0.0.1:%d", http01),
-		},
-	}})
-
 	oldCA := newIssuingCA(t, "Distrusted Intermediate G1")
 	good := newSite(t, oldCA, "web.example.test")
 	broken := newSite(t, oldCA, "shop.example.test", "refuse-issuer", "Pebble")
@@ -233,58 +218,9 @@ func TestRotation(t *testing.T) {
 	for i := range 50 {
 		oldCA.issue(t, bulk, fmt.Sprintf("site%02d.pem", i), fmt.Sprintf("site%02d.key", i), fmt.Sprintf("site%02d.example.test", i))
 	}
-
-	data, state := t.TempDir(), t.TempDir()
-	account := runJSON(t, cpBin, "account", "create", "--data", data, "--name", "Example Corp")["account"].(string)
-	apiKey := runJSON(t, cpBin, "apikey", "create", "--data", data, "--account", account, "--role", "administrator")["api_key"].(string)
-	created := runJSON(t, cpBin, "bot", "create", "--data", data, "--account", account, "--name", "web-1")
-	botID, token := created["bot_id"].(string), created["token"].(string)
-	cp := &controlPlane{t: t, bin: cpBin, data: data, listen: fmt.Sprintf("127.0.0.1:%d", freePort(t)), apiKey: apiKey,
-		args: []string{"--ca-config", caConfig}}
-	cp.start()
-	if out, err := exec.Command(botBin, "activate", "--state", state, "--account", account, "--token", token,
-		"--url", "https://"+cp.listen, "--ca-file", filepath.Join(data, "ca.pem")).CombinedOutput(); err != nil {
-		t.Fatalf("activate: %v: %s", err, out)
-	}
-	// The bot runs only the reload commands its administrator allowed.
-	for _, s := range []*site{good, broken} {
-		if out, err := exec.Command(botBin, "configure", "--state", state, "--allow-reload", strings.Join(s.reload, " ")).CombinedOutput(); err != nil {
-			t.Fatalf("configure --allow-reload: %v: %s", err, out)
-		}
-	}
-	runLog := &lockedBuffer{}
-	run := exec.Command(botBin, "run", "--state", state)
-	run.Stdout, run.Stderr = runLog, runLog
-	if err := run.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = run.Process.Kill(); _ = run.Wait() })
-	logs := func() string {
-		return "bot log:\n" + tail(runLog.String()) + "\ncontrol plane log:\n" + tail(cp.log.String()) + "\npebble log:\n" + tail(pebble.Log())
-	}
-
-	targets := map[string]any{
-		"targets": []string{
-			"file://" + good.dir, "file://" + broken.dir, "file://" + bulk,
-			fmt.Sprintf("tls://127.0.0.1:%d?sni=web.example.test", good.port),
-			fmt.Sprintf("tls://127.0.0.1:%d?sni=shop.example.test", broken.port),
-		},
-		"schedule": map[string]any{"kind": "on_demand"},
-	}
-	if code := cp.api("PUT", "/bots/"+botID+"/targets", targets, nil); code != http.StatusOK {
-		t.Fatalf("PUT targets: %d\n%s", code, logs())
-	}
-	scan := func() {
-		t.Helper()
-		var started struct {
-			ScanID string `json:"scan_id"`
-		}
-		if code := cp.api("POST", "/bots/"+botID+"/scans", nil, &started); code != http.StatusAccepted && code != http.StatusOK {
-			t.Fatalf("POST scans: %d", code)
-		}
-		waitScanFinished(t, cp, botID, started.ScanID)
-	}
-	scan()
+	env := startRotationEnv(t, []string{"file://" + bulk}, good, broken)
+	cp, logs := env.cp, env.logs
+	env.scan()
 	certs := listCertificates(t, cp)
 	for _, c := range []*x509.Certificate{good.old, broken.old} {
 		if _, ok := certs[fingerprint(c.Raw)]; !ok {
@@ -319,6 +255,9 @@ func TestRotation(t *testing.T) {
 	order.hasSteps(t, "key", "csr", "issued", "backup", "write", "reload", "verify")
 	good.waitServes(t, order.NewFingerprint, 5*time.Second)
 	servedCert := readCert(t, filepath.Join(good.dir, "cert.pem"))
+	if pemBlocks(t, filepath.Join(good.dir, "cert.pem")) < 2 {
+		t.Error("cert.pem holds no chain after the leaf: clients without Pebble's intermediate would fail")
+	}
 	if !strings.Contains(servedCert.Issuer.CommonName, "Pebble") {
 		t.Errorf("the new certificate's issuer is %q, want Pebble's intermediate", servedCert.Issuer)
 	}
@@ -435,6 +374,107 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// rotationEnv is a control plane ordering from Pebble (connector
+// "pebble", HTTP-01 answered by the control plane) and one running bot
+// that scans the sites and the extra targets, allowed to run the sites'
+// reload commands.
+type rotationEnv struct {
+	t       *testing.T
+	cp      *controlPlane
+	account string
+	botID   string
+	botBin  string
+	state   string
+	pebble  *testsvc.Pebble
+	runLog  *lockedBuffer
+}
+
+func startRotationEnv(t *testing.T, extraTargets []string, sites ...*site) *rotationEnv {
+	t.Helper()
+	return startRotationEnvWith(t, rotationOptions{Targets: extraTargets, Sites: sites})
+}
+
+// rotationOptions: what the bot scans besides the sites, and the
+// environment it runs in (SOFTHSM2_CONF).
+type rotationOptions struct {
+	Targets []string
+	Sites   []*site
+	BotEnv  []string
+}
+
+func startRotationEnvWith(t *testing.T, o rotationOptions) *rotationEnv {
+	t.Helper()
+	extraTargets, sites := o.Targets, o.Sites
+	cpBin, botBin := binaries(t)
+	// Pebble validates HTTP-01 by fetching from every name on 127.0.0.1 at
+	// this port, where the control plane answers the challenges.
+	http01 := freePort(t)
+	pebble := testsvc.StartPebble(t, testsvc.PebbleOptions{HTTPPort: http01})
+	cfgDir := t.TempDir()
+	caConfig := filepath.Join(cfgDir, "ca.json")
+	writeJSON(t, caConfig, map[string]any{"connectors": map[string]any{
+		"pebble": map[string]any{
+			"kind": "acme", "directory_url": pebble.DirectoryURL, "ca_bundle_file": pebble.MinicaFile,
+			"account_key_file": filepath.Join(cfgDir, "acme-account.key"), "terms_agreed": true,
+			"http01_listen": fmt.Sprintf("127.0.0.1:%d", http01),
+		},
+	}})
+	data, state := t.TempDir(), t.TempDir()
+	account := runJSON(t, cpBin, "account", "create", "--data", data, "--name", "Example Corp")["account"].(string)
+	apiKey := runJSON(t, cpBin, "apikey", "create", "--data", data, "--account", account, "--role", "administrator")["api_key"].(string)
+	created := runJSON(t, cpBin, "bot", "create", "--data", data, "--account", account, "--name", "web-1")
+	botID, token := created["bot_id"].(string), created["token"].(string)
+	cp := &controlPlane{t: t, bin: cpBin, data: data, listen: fmt.Sprintf("127.0.0.1:%d", freePort(t)), apiKey: apiKey,
+		args: []string{"--ca-config", caConfig}}
+	cp.start()
+	if out, err := exec.Command(botBin, "activate", "--state", state, "--account", account, "--token", token,
+		"--url", "https://"+cp.listen, "--ca-file", filepath.Join(data, "ca.pem")).CombinedOutput(); err != nil {
+		t.Fatalf("activate: %v: %s", err, out)
+	}
+	// The bot runs only the reload commands its administrator allowed.
+	for _, s := range sites {
+		if out, err := exec.Command(botBin, "configure", "--state", state, "--allow-reload", strings.Join(s.reload, " ")).CombinedOutput(); err != nil {
+			t.Fatalf("configure --allow-reload: %v: %s", err, out)
+		}
+	}
+	e := &rotationEnv{t: t, cp: cp, account: account, botID: botID, botBin: botBin, state: state, pebble: pebble, runLog: &lockedBuffer{}}
+	run := exec.Command(botBin, "run", "--state", state)
+	run.Env = append(os.Environ(), o.BotEnv...)
+	run.Stdout, run.Stderr = e.runLog, e.runLog
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = run.Process.Kill(); _ = run.Wait() })
+	targets := slices.Clone(extraTargets)
+	for _, s := range sites {
+		targets = append(targets, "file://"+s.dir, fmt.Sprintf("tls://127.0.0.1:%d?sni=%s", s.port, s.host))
+	}
+	if code := cp.api("PUT", "/bots/"+botID+"/targets", map[string]any{
+		"targets": targets, "schedule": map[string]any{"kind": "on_demand"},
+	}, nil); code != http.StatusOK {
+		t.Fatalf("PUT targets: %d\n%s", code, e.logs())
+	}
+	return e
+}
+
+// logs is what the bot, the control plane and Pebble printed, for a
+// failure's message.
+func (e *rotationEnv) logs() string {
+	return "bot log:\n" + tail(e.runLog.String()) + "\ncontrol plane log:\n" + tail(e.cp.log.String()) + "\npebble log:\n" + tail(e.pebble.Log())
+}
+
+// scan runs a scan of the bot and waits for its end.
+func (e *rotationEnv) scan() {
+	e.t.Helper()
+	var started struct {
+		ScanID string `json:"scan_id"`
+	}
+	if code := e.cp.api("POST", "/bots/"+e.botID+"/scans", nil, &started); code != http.StatusAccepted && code != http.StatusOK {
+		e.t.Fatalf("POST scans: %d", code)
+	}
+	waitScanFinished(e.t, e.cp, e.botID, started.ScanID)
+}
+
 // fileLocation is the URI of the file location of c, as the certificate's
 // view lists it.
 func fileLocation(t *testing.T, cp *controlPlane, c *x509.Certificate) string {
@@ -497,6 +537,24 @@ type DashboardCounts struct {
 		Revoked   int `json:"revoked"`
 		Suspended int `json:"suspended"`
 	} `json:"certificates"`
+}
+
+// pemBlocks counts the PEM blocks of a file.
+func pemBlocks(t *testing.T, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			return n
+		}
+		n++
+	}
 }
 
 func readCert(t *testing.T, path string) *x509.Certificate {

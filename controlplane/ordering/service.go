@@ -171,9 +171,11 @@ type DeployOptions struct {
 	// of the old certificate; no chain file).
 	KeyPath   string
 	ChainPath string
-	// ChainInCert writes the chain after the certificate in its file; nil
-	// does so when the old file held more than one certificate block
-	// (file locations whose entry is not 0 are part of a bundle).
+	// ChainInCert writes the chain after the certificate in its file. nil
+	// does so unless ChainPath is given: a server handed a leaf without
+	// its intermediates breaks every client that does not already hold
+	// them, and nginx, Apache 2.4.8+ and HAProxy all read the chain from
+	// the certificate's file. false keeps a leaf-only file.
 	ChainInCert *bool
 	// Reload runs after the write (argv; the bot runs only commands its
 	// allowed_reload setting lists).
@@ -587,6 +589,7 @@ func (s *Service) deploySpec(bot store.Bot, cert store.Certificate, l store.Loca
 	switch d.Kind {
 	case protocol.DeployPEM, protocol.DeploySSH:
 		d.CertPath, d.KeyPath, d.ChainPath = filePath(loc.Path), opt.KeyPath, opt.ChainPath
+		d.ChainInCert = opt.ChainPath == ""
 		if opt.ChainInCert != nil {
 			d.ChainInCert = *opt.ChainInCert
 		}
@@ -631,6 +634,12 @@ func (s *Service) deploySpec(bot store.Bot, cert store.Certificate, l store.Loca
 		return d, invalid("deploy.alias", "only for jks and pkcs12 locations")
 	}
 	switch d.Kind {
+	case protocol.DeployPKCS11:
+		// The token is reached through the bot's own pkcs11 target (its
+		// module and PIN).
+		if d.Target, err = s.tokenTargetFor(bot, l.URI); err != nil {
+			return d, err
+		}
 	case protocol.DeploySSH, protocol.DeployLDAP, protocol.DeployACM, protocol.DeployF5, protocol.DeployCloudflare:
 		if d.Target, err = s.targetFor(bot, loc); err != nil {
 			return d, err
@@ -702,6 +711,35 @@ func (s *Service) targetFor(bot store.Bot, loc protocol.Location) (string, error
 	}
 	return "", invalid("location", "bot %s has %d %s targets and none for host %q: add the target it was found through",
 		bot.Name, len(candidates), loc.Scheme, loc.Host)
+}
+
+// tokenTargetFor is the bot's pkcs11 target of the token a location is on
+// (RFC 7512 token attribute), or its only pkcs11 target.
+func (s *Service) tokenTargetFor(bot store.Bot, location string) (string, error) {
+	raw, err := s.openTargets(bot)
+	if err != nil {
+		return "", fmt.Errorf("ordering: %w", err)
+	}
+	uriPath := func(u string) string {
+		p, _, _ := strings.Cut(strings.TrimPrefix(u, protocol.SchemePKCS11+":"), "?")
+		return p
+	}
+	want := pkcs11Attr(uriPath(location), "token")
+	var candidates []string
+	for _, r := range raw {
+		if !strings.HasPrefix(r, protocol.SchemePKCS11+":") {
+			continue
+		}
+		if want != "" && pkcs11Attr(uriPath(r), "token") == want {
+			return r, nil
+		}
+		candidates = append(candidates, r)
+	}
+	if len(candidates) == 1 {
+		return candidates[0], nil
+	}
+	return "", invalid("location", "bot %s has %d pkcs11 targets and none for token %q: add the target it was found through",
+		bot.Name, len(candidates), want)
 }
 
 func hostMatch(a, b string) bool {
