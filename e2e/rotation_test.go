@@ -100,8 +100,8 @@ func newSite(t *testing.T, ca *issuingCA, host string, reloadExtra ...string) *s
 		if b, err := os.ReadFile(filepath.Join(s.dir, "pid")); err == nil {
 			var pid int
 			fmt.Sscan(string(b), &pid)
-			if pid > 0 {
-				_ = syscall.Kill(pid, syscall.SIGTERM)
+			if p, err := os.FindProcess(pid); pid > 0 && err == nil {
+				_ = p.Signal(syscall.SIGTERM)
 			}
 		}
 	})
