@@ -9,11 +9,9 @@ package deploy
 
 import (
 	"context"
-	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,9 +25,10 @@ const (
 	DefaultReloadTimeout  = 60 * time.Second
 	DefaultVerifyTimeout  = 30 * time.Second
 	DefaultVerifyInterval = 500 * time.Millisecond
-	// rollbackBudget bounds the rollback when the job's context is already
-	// done: a cancelled job must still put the old files back.
-	rollbackBudget = 2 * time.Minute
+	// RollbackBudget bounds the rollback of any target when the job's
+	// context is already done: a cancelled job must still put the old
+	// state back.
+	RollbackBudget = 2 * time.Minute
 )
 
 // Step names, in the order they run.
@@ -198,26 +197,6 @@ func New(cfg Config) (*Deployer, error) {
 	return &Deployer{cfg: cfg, log: cfg.Logger}, nil
 }
 
-// run is the state of one Run.
-type run struct {
-	d      *Deployer
-	report func(Step)
-	res    *Result
-}
-
-func (r *run) step(name string, ok bool, format string, args ...any) {
-	s := Step{Name: name, OK: ok, Message: redact(fmt.Sprintf(format, args...)), Time: r.d.cfg.Now()}
-	r.res.Steps = append(r.res.Steps, s)
-	if ok {
-		r.d.log.Info("deploy: "+name, "message", s.Message)
-	} else {
-		r.d.log.Warn("deploy: "+name+" failed", "message", s.Message)
-	}
-	if r.report != nil {
-		r.report(s)
-	}
-}
-
 // Run deploys certPEM (the leaf; certificates after it are taken as the
 // chain's start), chainPEM (intermediates, may be empty) and keyPEM (the
 // new key in the form to write, see keygen.MarshalLike). report, if not
@@ -226,68 +205,66 @@ func (r *run) step(name string, ok bool, format string, args ...any) {
 // ErrRolledBack or ErrRollbackFailed otherwise. Neither the error nor a
 // step message ever holds the key.
 func (d *Deployer) Run(ctx context.Context, certPEM, chainPEM, keyPEM []byte, report func(Step)) (*Result, error) {
-	r := &run{d: d, report: report, res: &Result{}}
+	r := &Steps{Result: &Result{}, Report: report, Logger: d.log, Now: d.cfg.Now, LogPrefix: "deploy: "}
 	p, err := d.prepare(certPEM, chainPEM, keyPEM)
 	if p != nil {
-		r.res.Fingerprint, r.res.OldFingerprint = p.newFP, p.oldFP
+		r.Result.Fingerprint, r.Result.OldFingerprint = p.newFP, p.oldFP
 	}
 	if err != nil {
-		r.res.Outcome = OutcomeFailed
-		r.step(StepPrepare, false, "%v", err)
-		return r.res, fmt.Errorf("deploy: %w: %w", ErrRefused, err)
+		return r.Refuse("deploy", err)
 	}
 	if p.newFP == p.oldFP {
-		r.step(StepPrepare, true, "already deployed: %s already holds certificate %s; nothing written, only verified", d.cfg.CertPath, short(p.newFP))
+		r.Add(StepPrepare, true, "already deployed: %s already holds certificate %s; nothing written, only verified", d.cfg.CertPath, ShortFingerprint(p.newFP))
 		if err := d.verifyAll(ctx, r, p.newFP, StepVerify); err != nil {
-			r.res.Outcome = OutcomeFailed
-			return r.res, fmt.Errorf("deploy: already deployed, but %w", err)
+			r.Result.Outcome = OutcomeFailed
+			return r.Result, fmt.Errorf("deploy: already deployed, but %w", err)
 		}
-		r.res.Outcome = OutcomeAlreadyDeployed
-		return r.res, nil
+		r.Result.Outcome = OutcomeAlreadyDeployed
+		return r.Result, nil
 	}
-	r.step(StepPrepare, true, "%s", p.summary())
+	r.Add(StepPrepare, true, "%s", p.summary())
 
 	dir, err := d.backup(p)
-	r.res.BackupDir = dir
+	r.Result.BackupDir = dir
 	if err != nil {
-		r.res.Outcome = OutcomeFailed
-		r.step(StepBackup, false, "%v", err)
-		return r.res, fmt.Errorf("deploy: backup: %w", err)
+		r.Result.Outcome = OutcomeFailed
+		r.Add(StepBackup, false, "%v", err)
+		return r.Result, fmt.Errorf("deploy: backup: %w", err)
 	}
-	r.step(StepBackup, true, "old files copied to %s", dir)
+	r.Add(StepBackup, true, "old files copied to %s", dir)
 
 	changed, err := d.write(p)
 	if err != nil {
-		r.step(StepWrite, false, "%v", err)
+		r.Add(StepWrite, false, "%v", err)
 		if !changed {
-			r.res.Outcome = OutcomeFailed
-			return r.res, fmt.Errorf("deploy: write (nothing replaced): %w", err)
+			r.Result.Outcome = OutcomeFailed
+			return r.Result, fmt.Errorf("deploy: write (nothing replaced): %w", err)
 		}
 		return d.rollback(ctx, r, p, fmt.Errorf("write: %w", err))
 	}
-	r.step(StepWrite, true, "replaced %s", strings.Join(p.paths(), ", "))
+	r.Add(StepWrite, true, "replaced %s", strings.Join(p.paths(), ", "))
 
 	if d.cfg.Reload != nil {
 		msg, err := d.reload(ctx)
 		if err != nil {
-			r.step(StepReload, false, "%v", err)
+			r.Add(StepReload, false, "%v", err)
 			return d.rollback(ctx, r, p, fmt.Errorf("reload: %w", err))
 		}
-		r.step(StepReload, true, "%s", msg)
+		r.Add(StepReload, true, "%s", msg)
 	}
 	if err := d.verifyAll(ctx, r, p.newFP, StepVerify); err != nil {
 		return d.rollback(ctx, r, p, err)
 	}
-	r.res.Outcome = OutcomeDeployed
-	return r.res, nil
+	r.Result.Outcome = OutcomeDeployed
+	return r.Result, nil
 }
 
 // rollback restores the old files, reloads and checks that the old
 // certificate is served again. cause is why.
-func (d *Deployer) rollback(ctx context.Context, r *run, p *plan, cause error) (*Result, error) {
+func (d *Deployer) rollback(ctx context.Context, r *Steps, p *plan, cause error) (*Result, error) {
 	// The job's context may be what failed (cancelled, deadline): the
 	// rollback gets its own budget so the old files go back regardless.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackBudget)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RollbackBudget)
 	defer cancel()
 	var problems []string
 	if err := d.restore(p); err != nil {
@@ -312,28 +289,28 @@ func (d *Deployer) rollback(ctx context.Context, r *run, p *plan, cause error) (
 		}
 	}
 	if len(problems) > 0 {
-		r.res.Outcome = OutcomeRollbackFailed
-		r.step(StepRollback, false, "ROLLBACK FAILED after %v: %s. The old files are in %s (manifest.json says where each goes); restore them by hand and reload the server",
-			cause, strings.Join(problems, "; "), r.res.BackupDir)
-		return r.res, fmt.Errorf("deploy: %w (%s; backups in %s) after: %w", ErrRollbackFailed, strings.Join(problems, "; "), r.res.BackupDir, cause)
+		r.Result.Outcome = OutcomeRollbackFailed
+		r.Add(StepRollback, false, "ROLLBACK FAILED after %v: %s. The old files are in %s (manifest.json says where each goes); restore them by hand and reload the server",
+			cause, strings.Join(problems, "; "), r.Result.BackupDir)
+		return r.Result, fmt.Errorf("deploy: %w (%s; backups in %s) after: %w", ErrRollbackFailed, strings.Join(problems, "; "), r.Result.BackupDir, cause)
 	}
-	r.res.Outcome = OutcomeRolledBack
-	r.step(StepRollback, true, "rolled back after %v: old files restored%s%s", cause, reloadMsg, verifyMsg)
-	return r.res, fmt.Errorf("deploy: %w: %w", ErrRolledBack, cause)
+	r.Result.Outcome = OutcomeRolledBack
+	r.Add(StepRollback, true, "rolled back after %v: old files restored%s%s", cause, reloadMsg, verifyMsg)
+	return r.Result, fmt.Errorf("deploy: %w: %w", ErrRolledBack, cause)
 }
 
 // verifyAll runs the verify step and reports it; no endpoints is a pass.
-func (d *Deployer) verifyAll(ctx context.Context, r *run, fp, name string) error {
+func (d *Deployer) verifyAll(ctx context.Context, r *Steps, fp, name string) error {
 	if len(d.cfg.Verify) == 0 {
-		r.step(name, true, "no endpoint to verify; the files hold certificate %s", short(fp))
+		r.Add(name, true, "no endpoint to verify; the files hold certificate %s", ShortFingerprint(fp))
 		return nil
 	}
 	msg, err := d.verifyEndpoints(ctx, fp)
 	if err != nil {
-		r.step(name, false, "%v", err)
+		r.Add(name, false, "%v", err)
 		return fmt.Errorf("verify: %w", err)
 	}
-	r.step(name, true, "%s", msg)
+	r.Add(name, true, "%s", msg)
 	return nil
 }
 
@@ -342,37 +319,4 @@ func (d *Deployer) verifyAll(ctx context.Context, r *run, fp, name string) error
 func Fingerprint(c *x509.Certificate) string {
 	sum := sha256.Sum256(c.Raw)
 	return hex.EncodeToString(sum[:])
-}
-
-func short(fp string) string {
-	if len(fp) > 16 {
-		return "sha256:" + fp[:16]
-	}
-	return "sha256:" + fp
-}
-
-// parseCerts reads every CERTIFICATE block of data, ignoring others.
-func parseCerts(data []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for rest := data; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			return out, nil
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("certificate %d: %w", len(out)+1, err)
-		}
-		out = append(out, c)
-	}
-}
-
-// keyMatches says whether the certificate's public key is key's.
-func keyMatches(c *x509.Certificate, key crypto.Signer) bool {
-	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
-	return ok && pub.Equal(c.PublicKey)
 }

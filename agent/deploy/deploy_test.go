@@ -341,7 +341,7 @@ func TestOwnerKept(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if o := ownerOf(fi); o.uid != uid || o.gid != gid || fi.Mode().Perm() != 0o640 {
+		if o := OwnerOf(fi); o.uid != uid || o.gid != gid || fi.Mode().Perm() != 0o640 {
 			t.Errorf("%s: owner%s mode %v, want %d:%d 0640", path, o, fi.Mode().Perm(), uid, gid)
 		}
 	}

@@ -35,7 +35,7 @@ type file struct {
 	exists  bool
 	old     []byte
 	mode    fs.FileMode
-	own     owner
+	own     Owner
 }
 
 // plan is everything prepare found; nothing is written before it is whole.
@@ -65,8 +65,8 @@ func (p *plan) summary() string {
 		parts = append(parts, fmt.Sprintf("%s %s (%s)", f.role, f.path, state))
 	}
 	msg := fmt.Sprintf("will replace certificate %s (%s, expires %s) with %s (%s, expires %s); files: %s",
-		short(p.oldFP), p.oldLeaf.Subject, p.oldLeaf.NotAfter.UTC().Format("2006-01-02"),
-		short(p.newFP), p.newLeaf.Subject, p.newLeaf.NotAfter.UTC().Format("2006-01-02"),
+		ShortFingerprint(p.oldFP), p.oldLeaf.Subject, p.oldLeaf.NotAfter.UTC().Format("2006-01-02"),
+		ShortFingerprint(p.newFP), p.newLeaf.Subject, p.newLeaf.NotAfter.UTC().Format("2006-01-02"),
 		strings.Join(parts, ", "))
 	for _, n := range p.notes {
 		msg += "; " + n
@@ -78,14 +78,14 @@ func (p *plan) summary() string {
 // It writes nothing (a probe temp file is created and removed to prove a
 // directory is writable). Errors never hold key material.
 func (d *Deployer) prepare(certPEM, chainPEM, keyPEM []byte) (*plan, error) {
-	certs, err := parseCerts(certPEM)
+	certs, err := ParseCertificatesPEM(certPEM)
 	if err != nil {
 		return nil, fmt.Errorf("new certificate: %w", err)
 	}
 	if len(certs) == 0 {
 		return nil, errors.New("new certificate: no CERTIFICATE block")
 	}
-	more, err := parseCerts(chainPEM)
+	more, err := ParseCertificatesPEM(chainPEM)
 	if err != nil {
 		return nil, fmt.Errorf("new chain: %w", err)
 	}
@@ -95,8 +95,8 @@ func (d *Deployer) prepare(certPEM, chainPEM, keyPEM []byte) (*plan, error) {
 	if err != nil {
 		return p, fmt.Errorf("new key: %w", err)
 	}
-	if !keyMatches(p.newLeaf, key) {
-		return p, fmt.Errorf("the new certificate %s (%s) does not match the new key: nothing touched", short(p.newFP), p.newLeaf.Subject)
+	if !KeyMatches(p.newLeaf, key) {
+		return p, fmt.Errorf("the new certificate %s (%s) does not match the new key: nothing touched", ShortFingerprint(p.newFP), p.newLeaf.Subject)
 	}
 	keyBlock, err := keyPEMBlock(keyPEM)
 	if err != nil {
@@ -151,12 +151,12 @@ func (d *Deployer) prepare(certPEM, chainPEM, keyPEM []byte) (*plan, error) {
 		if err := inspect(f); err != nil {
 			return p, err
 		}
-		if err := probeWritable(filepath.Dir(f.path)); err != nil {
+		if err := ProbeWritable(filepath.Dir(f.path)); err != nil {
 			return p, err
 		}
 		switch f.role {
 		case "cert", "cert+key":
-			old, err := parseCerts(f.old)
+			old, err := ParseCertificatesPEM(f.old)
 			if err != nil || len(old) == 0 {
 				return p, fmt.Errorf("%s %s holds no readable certificate (check the path): %v", f.role, f.path, err)
 			}
@@ -187,7 +187,7 @@ func inspect(f *file) error {
 	if err != nil {
 		return fmt.Errorf("%s file: %w", f.role, err)
 	}
-	f.exists, f.old, f.mode, f.own = true, old, fi.Mode().Perm(), ownerOf(fi)
+	f.exists, f.old, f.mode, f.own = true, old, fi.Mode().Perm(), OwnerOf(fi)
 	return nil
 }
 
@@ -215,21 +215,6 @@ func resolveMaybe(path string) (string, error) {
 		return "", fmt.Errorf("chain_path: %w", err)
 	}
 	return real, nil
-}
-
-// probeWritable proves the directory takes a new file (what the atomic
-// rename needs), before anything is changed.
-func probeWritable(dir string) error {
-	f, err := os.CreateTemp(dir, tmpPrefix+"probe-*")
-	if err != nil {
-		return fmt.Errorf("directory %s is not writable: %w", dir, err)
-	}
-	name := f.Name()
-	_ = f.Close()
-	if err := os.Remove(name); err != nil {
-		return fmt.Errorf("directory %s: remove probe: %w", dir, err)
-	}
-	return nil
 }
 
 // keyPEMBlock re-encodes the private key block of keyPEM alone, so stray
@@ -262,7 +247,7 @@ func hasPrivateKey(data []byte) bool {
 
 // stage writes data to a temporary file beside path with the given mode
 // and owner, synced, and returns its name; rename makes it path.
-func stage(path string, data []byte, mode fs.FileMode, own owner) (tmp string, err error) {
+func stage(path string, data []byte, mode fs.FileMode, own Owner) (tmp string, err error) {
 	f, err := os.CreateTemp(filepath.Dir(path), tmpPrefix+filepath.Base(path)+"-*")
 	if err != nil {
 		return "", err
@@ -390,20 +375,9 @@ type manifestEntry struct {
 // backup copies the old files, with their mode and owner, to a new
 // timestamped directory under BackupDir (0700: it holds keys), synced.
 func (d *Deployer) backup(p *plan) (string, error) {
-	if err := os.MkdirAll(d.cfg.BackupDir, 0o700); err != nil {
+	dir, err := NewBackupDir(d.cfg.BackupDir, "", d.cfg.Now())
+	if err != nil {
 		return "", err
-	}
-	stamp := d.cfg.Now().UTC().Format("20060102T150405.000000000Z")
-	dir := filepath.Join(d.cfg.BackupDir, stamp)
-	for i := 2; ; i++ {
-		err := os.Mkdir(dir, 0o700)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, fs.ErrExist) || i > 100 {
-			return "", err
-		}
-		dir = filepath.Join(d.cfg.BackupDir, fmt.Sprintf("%s-%d", stamp, i))
 	}
 	var manifest []manifestEntry
 	for i, f := range p.files {
@@ -412,21 +386,14 @@ func (d *Deployer) backup(p *plan) (string, error) {
 			e.Backup = fmt.Sprintf("%d-%s", i+1, filepath.Base(f.path))
 			e.Mode = fmt.Sprintf("%04o", f.mode.Perm())
 			e.Owner = strings.TrimSpace(f.own.String())
-			tmp, err := stage(filepath.Join(dir, e.Backup), f.old, f.mode, f.own)
-			if err != nil {
+			if _, err := ReplaceFile(filepath.Join(dir, e.Backup), f.old, f.mode, f.own); err != nil {
 				return dir, fmt.Errorf("copy %s: %w", f.path, err)
-			}
-			if err := os.Rename(tmp, filepath.Join(dir, e.Backup)); err != nil {
-				return dir, err
 			}
 		}
 		manifest = append(manifest, e)
 	}
 	m, _ := json.MarshalIndent(manifest, "", "  ")
 	if err := atomicfile.Write(dir, "manifest.json", append(m, '\n'), 0o600); err != nil {
-		return dir, err
-	}
-	if err := atomicfile.SyncDir(d.cfg.BackupDir); err != nil {
 		return dir, err
 	}
 	return dir, nil

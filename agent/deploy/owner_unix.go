@@ -9,22 +9,25 @@ import (
 	"syscall"
 )
 
-// owner is a file's uid and gid; ok is false when unknown.
-type owner struct {
+// Owner is a file's owner as a deployment keeps it (mode and owner of
+// the old file go to the new one): uid and gid; ok is false when
+// unknown.
+type Owner struct {
 	uid, gid int
 	ok       bool
 }
 
-func ownerOf(fi fs.FileInfo) owner {
+// OwnerOf is fi's owner.
+func OwnerOf(fi fs.FileInfo) Owner {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
-		return owner{}
+		return Owner{}
 	}
-	return owner{uid: int(st.Uid), gid: int(st.Gid), ok: true}
+	return Owner{uid: int(st.Uid), gid: int(st.Gid), ok: true}
 }
 
 // String is " uid:gid" (with the space, for messages), or "".
-func (o owner) String() string {
+func (o Owner) String() string {
 	if !o.ok {
 		return ""
 	}
@@ -35,7 +38,7 @@ func (o owner) String() string {
 // differs, so a bot that is not root still works on its own files; when
 // it must change the owner and may not, that is an error: a key left
 // owned by the wrong user may be unreadable by the server.
-func applyOwner(f *os.File, o owner) error {
+func applyOwner(f *os.File, o Owner) error {
 	if !o.ok {
 		return nil
 	}
@@ -43,7 +46,7 @@ func applyOwner(f *os.File, o owner) error {
 	if err != nil {
 		return err
 	}
-	if ownerOf(fi) == o {
+	if OwnerOf(fi) == o {
 		return nil
 	}
 	return f.Chown(o.uid, o.gid)

@@ -7,10 +7,14 @@ import (
 	"os"
 )
 
-// owner is empty on Windows: files inherit the directory's ACL, which is
+// Owner is empty on Windows: files inherit the directory's ACL, which is
 // what IIS-less PEM servers (nginx, Apache for Windows) rely on.
-type owner struct{}
+type Owner struct{}
 
-func ownerOf(fs.FileInfo) owner        { return owner{} }
-func (owner) String() string           { return "" }
-func applyOwner(*os.File, owner) error { return nil }
+// OwnerOf is the empty Owner.
+func OwnerOf(fs.FileInfo) Owner { return Owner{} }
+
+// String is "": there is no owner to show.
+func (Owner) String() string { return "" }
+
+func applyOwner(*os.File, Owner) error { return nil }

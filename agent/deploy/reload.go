@@ -18,7 +18,11 @@ const maxOutput = 1024
 
 // reload runs the reload command and says how it went.
 func (d *Deployer) reload(ctx context.Context) (string, error) {
-	c := d.cfg.Reload
+	return runCommand(ctx, d.cfg.Reload)
+}
+
+// runCommand runs c, whose Argv and Timeout are valid (RunCommand).
+func runCommand(ctx context.Context, c *Command) (string, error) {
 	argv := c.Argv
 	if c.Shell {
 		argv = shellArgv(c.Argv[0])

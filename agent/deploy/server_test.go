@@ -88,7 +88,7 @@ func (s *sserver) waitServes(t *testing.T, fp string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	log, _ := os.ReadFile(filepath.Join(s.dir, "server.log"))
-	t.Fatalf("%s serves %s (%v), want %s; log:\n%s", s.addr, short(got), err, short(fp), log)
+	t.Fatalf("%s serves %s (%v), want %s; log:\n%s", s.addr, ShortFingerprint(got), err, ShortFingerprint(fp), log)
 }
 
 func (s *sserver) reload() *Command {
@@ -216,7 +216,7 @@ func TestRotateOpenSSL(t *testing.T) {
 					}
 					srv.waitServes(t, old.fp)
 					msg := (*steps)[len(*steps)-1].Message
-					if !strings.Contains(msg, "serves "+short(old.fp)) {
+					if !strings.Contains(msg, "serves "+ShortFingerprint(old.fp)) {
 						t.Errorf("rollback did not verify the old certificate: %s", msg)
 					}
 					if c == "reload fails" && !strings.Contains(err.Error(), "config test failed") {

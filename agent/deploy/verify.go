@@ -63,15 +63,15 @@ func verifyOne(ctx context.Context, e Endpoint, fp string, interval time.Duratio
 		case err != nil:
 			last = err.Error()
 		case got == fp:
-			return fmt.Sprintf("%s serves %s (attempt %d, %s)", e, short(fp), attempt, time.Since(start).Round(time.Millisecond)), nil
+			return fmt.Sprintf("%s serves %s (attempt %d, %s)", e, ShortFingerprint(fp), attempt, time.Since(start).Round(time.Millisecond)), nil
 		default:
-			last = "serves " + short(got)
+			last = "serves " + ShortFingerprint(got)
 		}
 		t := time.NewTimer(interval)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return "", fmt.Errorf("%s does not serve %s after %s and %d attempts: last %s", e, short(fp), time.Since(start).Round(time.Millisecond), attempt, last)
+			return "", fmt.Errorf("%s does not serve %s after %s and %d attempts: last %s", e, ShortFingerprint(fp), time.Since(start).Round(time.Millisecond), attempt, last)
 		case <-t.C:
 		}
 	}

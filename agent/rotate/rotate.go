@@ -510,35 +510,16 @@ func describeCSR(csr *x509.CertificateRequest) string {
 
 // parseIssued reads the certificate and chain of an issued answer.
 func parseIssued(oc protocol.OrderCertificate) (*x509.Certificate, []*x509.Certificate, error) {
-	certs, err := parsePEMCerts([]byte(oc.Certificate))
+	certs, err := deploy.ParseCertificatesPEM([]byte(oc.Certificate))
 	if err != nil || len(certs) == 0 {
 		return nil, nil, fmt.Errorf("the issued answer holds no readable certificate: %v", err)
 	}
-	chain, err := parsePEMCerts([]byte(oc.Chain))
+	chain, err := deploy.ParseCertificatesPEM([]byte(oc.Chain))
 	if err != nil {
 		return nil, nil, fmt.Errorf("the issued chain does not parse: %w", err)
 	}
 	// Certificates after the leaf are the chain's start.
 	return certs[0], append(certs[1:], chain...), nil
-}
-
-func parsePEMCerts(data []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for rest := data; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			return out, nil
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("certificate %d: %w", len(out)+1, err)
-		}
-		out = append(out, c)
-	}
 }
 
 func serialHex(c *x509.Certificate) string { return c.SerialNumber.Text(16) }

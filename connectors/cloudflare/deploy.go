@@ -15,21 +15,14 @@ package cloudflare
 
 import (
 	"context"
-	"crypto"
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
-	"strconv"
 	"strings"
 	"time"
 
@@ -70,18 +63,8 @@ func NewDeployer(spec protocol.DeploySpec, env deploy.Env) (deploy.Target, error
 // NewDeployerConfig is NewDeployer with the connector's Config (HTTP
 // client, retries); its Logger and Now default to env's.
 func NewDeployerConfig(spec protocol.DeploySpec, env deploy.Env, cfg Config) (*Deployer, error) {
-	if spec.Kind != protocol.DeployCloudflare {
-		return nil, fmt.Errorf("cloudflare: deploy kind %q is not %s", spec.Kind, protocol.DeployCloudflare)
-	}
-	if spec.Target == "" {
-		return nil, errors.New("cloudflare: deploy target is empty: want the cloudflare:// target the certificate was found through")
-	}
-	t, err := protocol.ParseTargetUnresolved(spec.Target)
-	if err != nil {
-		return nil, fmt.Errorf("cloudflare: deploy target: %w", err)
-	}
-	if t.Scheme != protocol.SchemeCloudflare {
-		return nil, fmt.Errorf("cloudflare: deploy target scheme %q is not %s", t.Scheme, protocol.SchemeCloudflare)
+	if _, err := deploy.ParseDeployTarget(spec, protocol.DeployCloudflare, protocol.SchemeCloudflare); err != nil {
+		return nil, fmt.Errorf("cloudflare: %w", err)
 	}
 	zone, id, ok := strings.Cut(spec.Object, "#")
 	if !ok || !cfID.MatchString(zone) || !cfID.MatchString(id) {
@@ -90,22 +73,13 @@ func NewDeployerConfig(spec protocol.DeploySpec, env deploy.Env, cfg Config) (*D
 	if len(spec.Reload) > 0 {
 		return nil, errors.New("cloudflare: deploy reload: Cloudflare runs no command; the edge serves the new certificate by itself")
 	}
-	if env.BackupDir == "" || !filepath.IsAbs(env.BackupDir) {
-		return nil, fmt.Errorf("cloudflare: backup directory %q must be an absolute path", env.BackupDir)
+	env, err := deploy.CheckEnv(env)
+	if err != nil {
+		return nil, fmt.Errorf("cloudflare: %w", err)
 	}
-	var eps []deploy.Endpoint
-	for i, e := range spec.Verify {
-		host, port, err := net.SplitHostPort(e.Address)
-		if err != nil || host == "" || port == "" {
-			return nil, fmt.Errorf("cloudflare: verify[%d].address %q: want HOST:PORT", i, e.Address)
-		}
-		eps = append(eps, deploy.Endpoint{Address: e.Address, ServerName: e.ServerName})
-	}
-	if env.Logger == nil {
-		env.Logger = slog.New(slog.DiscardHandler)
-	}
-	if env.Now == nil {
-		env.Now = time.Now
+	eps, err := deploy.EndpointsHostPort(spec.Verify)
+	if err != nil {
+		return nil, fmt.Errorf("cloudflare: %w", err)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = env.Logger
@@ -128,29 +102,29 @@ func NewDeployerConfig(spec protocol.DeploySpec, env deploy.Env, cfg Config) (*D
 // after the PATCH cannot be undone (the old key is not kept by the API) and
 // ends rollback_failed.
 func (d *Deployer) Deploy(ctx context.Context, m deploy.Material, report func(deploy.Step)) (*deploy.Result, error) {
-	r := &deployRun{log: d.log, now: d.env.Now, report: report, res: &deploy.Result{}}
-	keyPEM, err := materialKey(m)
+	r := &deploy.Steps{Result: &deploy.Result{}, Report: report, Logger: d.log, Now: d.env.Now, LogPrefix: "cloudflare: deploy "}
+	keyPEM, err := deploy.SoftwareKeyPEM(m)
 	if err != nil {
-		return r.refuse(err)
+		return r.Refuse("cloudflare", err)
 	}
 	newFP := deploy.Fingerprint(m.Certificate)
-	r.res.Fingerprint = newFP
+	r.Result.Fingerprint = newFP
 	t, err := protocol.ParseTarget(d.spec.Target)
 	if err != nil {
-		return r.refuse(fmt.Errorf("target: %w", err))
+		return r.Refuse("cloudflare", fmt.Errorf("target: %w", err))
 	}
 	opts, err := d.src.options(t)
 	if err != nil {
-		return r.refuse(errors.New(strings.TrimPrefix(err.Error(), "cloudflare: ")))
+		return r.Refuse("cloudflare", errors.New(strings.TrimPrefix(err.Error(), "cloudflare: ")))
 	}
 	svc := custom_certificates.NewCustomCertificateService(opts...)
 
 	old, raw, err := d.get(ctx, svc, d.id)
 	if err != nil {
-		return r.refuse(err)
+		return r.Refuse("cloudflare", err)
 	}
 	if old.Status == custom_certificates.CustomCertificateStatusDeleted {
-		return r.refuse(fmt.Errorf("custom certificate %s of zone %s is deleted", d.id, d.zone))
+		return r.Refuse("cloudflare", fmt.Errorf("custom certificate %s of zone %s is deleted", d.id, d.zone))
 	}
 	for _, h := range old.Hosts {
 		// A wildcard host is covered when any name under it is.
@@ -159,20 +133,20 @@ func (d *Deployer) Deploy(ctx context.Context, m deploy.Material, report func(de
 			check = "emsign-wildcard-check." + rest
 		}
 		if m.Certificate.VerifyHostname(check) != nil {
-			return r.refuse(fmt.Errorf("the new certificate does not cover %s, a host custom certificate %s serves (it covers %s)", h, d.id, strings.Join(m.Certificate.DNSNames, ", ")))
+			return r.Refuse("cloudflare", fmt.Errorf("the new certificate does not cover %s, a host custom certificate %s serves (it covers %s)", h, d.id, strings.Join(m.Certificate.DNSNames, ", ")))
 		}
 	}
-	r.step(deploy.StepPrepare, true, "custom certificate %s of zone %s (%s, hosts %s, issuer %s, expires %s) will get certificate %s (expires %s)",
-		d.id, d.zone, old.Status, strings.Join(old.Hosts, ", "), old.Issuer, formatTime(old.ExpiresOn), short(newFP), formatTime(m.Certificate.NotAfter))
+	r.Add(deploy.StepPrepare, true, "custom certificate %s of zone %s (%s, hosts %s, issuer %s, expires %s) will get certificate %s (expires %s)",
+		d.id, d.zone, old.Status, strings.Join(old.Hosts, ", "), old.Issuer, formatTime(old.ExpiresOn), deploy.ShortFingerprint(newFP), formatTime(m.Certificate.NotAfter))
 
 	dir, err := d.backup(raw)
-	r.res.BackupDir = dir
+	r.Result.BackupDir = dir
 	if err != nil {
-		r.res.Outcome = deploy.OutcomeFailed
-		r.step(deploy.StepBackup, false, "%v", err)
-		return r.res, fmt.Errorf("cloudflare: backup: %w", err)
+		r.Result.Outcome = deploy.OutcomeFailed
+		r.Add(deploy.StepBackup, false, "%v", err)
+		return r.Result, fmt.Errorf("cloudflare: backup: %w", err)
 	}
-	r.step(deploy.StepBackup, true, "custom certificate metadata saved to %s (the API returns neither the certificate nor the key, so neither is in the backup)", dir)
+	r.Add(deploy.StepBackup, true, "custom certificate metadata saved to %s (the API returns neither the certificate nor the key, so neither is in the backup)", dir)
 
 	var p custom_certificates.CustomCertificateEditParams
 	p.ZoneID.Value, p.ZoneID.Present = d.zone, true
@@ -184,12 +158,12 @@ func (d *Deployer) Deploy(ctx context.Context, m deploy.Material, report func(de
 	if err != nil {
 		msg := apiError("edit custom certificate", err, res)
 		if res != nil && res.StatusCode >= 400 && res.StatusCode < 500 {
-			r.res.Outcome = deploy.OutcomeFailed
-			r.step(deploy.StepWrite, false, "%s (Cloudflare refused it: the old certificate is still in place)", msg)
-			return r.res, fmt.Errorf("cloudflare: write (nothing replaced): %s", msg)
+			r.Result.Outcome = deploy.OutcomeFailed
+			r.Add(deploy.StepWrite, false, "%s (Cloudflare refused it: the old certificate is still in place)", msg)
+			return r.Result, fmt.Errorf("cloudflare: write (nothing replaced): %s", msg)
 		}
-		r.step(deploy.StepWrite, false, "%s (the edit may or may not have been applied)", msg)
-		return r.noRollback(d.zone, d.id, errors.New(msg))
+		r.Add(deploy.StepWrite, false, "%s (the edit may or may not have been applied)", msg)
+		return noRollback(r, d.zone, d.id, errors.New(msg))
 	}
 	newID := edited.ID
 	if newID == "" {
@@ -199,13 +173,13 @@ func (d *Deployer) Deploy(ctx context.Context, m deploy.Material, report func(de
 	if newID != d.id {
 		idNote = fmt.Sprintf("; Cloudflare gave it the new id %s (an sni_custom certificate changes id on every edit): its location is now %s#%s", newID, d.zone, newID)
 	}
-	r.step(deploy.StepWrite, true, "uploaded certificate %s and its key to custom certificate %s (bundle method ubiquitous)%s", short(newFP), d.id, idNote)
+	r.Add(deploy.StepWrite, true, "uploaded certificate %s and its key to custom certificate %s (bundle method ubiquitous)%s", deploy.ShortFingerprint(newFP), d.id, idNote)
 
 	if err := d.verifyAll(ctx, r, svc, newID, m.Certificate, newFP); err != nil {
-		return r.noRollback(d.zone, newID, err)
+		return noRollback(r, d.zone, newID, err)
 	}
-	r.res.Outcome = deploy.OutcomeDeployed
-	return r.res, nil
+	r.Result.Outcome = deploy.OutcomeDeployed
+	return r.Result, nil
 }
 
 // get reads one custom certificate, with its JSON as the API gave it.
@@ -222,34 +196,34 @@ func (d *Deployer) get(ctx context.Context, svc *custom_certificates.CustomCerti
 
 // verifyAll checks that the API describes the new certificate (its expiry:
 // the API shows no serial nor fingerprint), then the job's endpoints.
-func (d *Deployer) verifyAll(ctx context.Context, r *deployRun, svc *custom_certificates.CustomCertificateService, id string, c *x509.Certificate, fp string) error {
+func (d *Deployer) verifyAll(ctx context.Context, r *deploy.Steps, svc *custom_certificates.CustomCertificateService, id string, c *x509.Certificate, fp string) error {
 	got, _, err := d.get(ctx, svc, id)
 	if err != nil {
-		r.step(deploy.StepVerify, false, "%v", err)
+		r.Add(deploy.StepVerify, false, "%v", err)
 		return fmt.Errorf("verify: %w", err)
 	}
 	if got.ExpiresOn.Sub(c.NotAfter).Abs() >= time.Second || got.Status == custom_certificates.CustomCertificateStatusDeleted {
 		err := fmt.Errorf("custom certificate %s is %s and expires %s; the new certificate expires %s", id, got.Status, formatTime(got.ExpiresOn), formatTime(c.NotAfter))
-		r.step(deploy.StepVerify, false, "%v", err)
+		r.Add(deploy.StepVerify, false, "%v", err)
 		return fmt.Errorf("verify: %w", err)
 	}
-	r.step(deploy.StepVerify, true, "custom certificate %s is %s, expires %s as the new certificate does, hosts %s", id, got.Status, formatTime(got.ExpiresOn), strings.Join(got.Hosts, ", "))
+	r.Add(deploy.StepVerify, true, "custom certificate %s is %s, expires %s as the new certificate does, hosts %s", id, got.Status, formatTime(got.ExpiresOn), strings.Join(got.Hosts, ", "))
 	if len(d.verify) == 0 {
 		return nil
 	}
 	msg, err := deploy.VerifyEndpoints(ctx, d.verify, fp, time.Duration(d.spec.VerifyTimeout), 0)
 	if err != nil {
-		r.step(deploy.StepVerify, false, "%v", err)
+		r.Add(deploy.StepVerify, false, "%v", err)
 		return fmt.Errorf("verify: %w", err)
 	}
-	r.step(deploy.StepVerify, true, "%s", msg)
+	r.Add(deploy.StepVerify, true, "%s", msg)
 	return nil
 }
 
 // backup writes the custom certificate's metadata to a new directory
 // under the backup directory.
 func (d *Deployer) backup(raw string) (string, error) {
-	dir, err := backupDir(d.env.BackupDir, d.env.Now(), "cloudflare")
+	dir, err := deploy.NewBackupDir(d.env.BackupDir, "cloudflare", d.env.Now())
 	if err != nil {
 		return dir, err
 	}
@@ -262,11 +236,11 @@ func (d *Deployer) backup(raw string) (string, error) {
 		name string
 		data []byte
 	}{{"custom-certificate.json", []byte(raw + "\n")}, {"manifest.json", append(manifest, '\n')}} {
-		if err := writeAtomic(dir, f.name, f.data); err != nil {
+		if err := deploy.WriteFileAtomic(filepath.Join(dir, f.name), f.data, 0o600); err != nil {
 			return dir, err
 		}
 	}
-	return dir, syncDir(d.env.BackupDir)
+	return dir, nil
 }
 
 // apiError says what a call's failure was: HTTP status and Cloudflare's
@@ -296,136 +270,11 @@ func apiError(what string, err error, res *http.Response) string {
 	return fmt.Sprintf("%s: HTTP %d %s", what, res.StatusCode, http.StatusText(res.StatusCode))
 }
 
-func short(fp string) string {
-	if len(fp) > 16 {
-		fp = fp[:16]
-	}
-	return "sha256:" + fp
-}
-
-// materialKey checks that m carries a software key matching its
-// certificate and returns it as unencrypted PEM: KeyPEM when it is such a
-// PEM, else the key marshalled as PKCS#8.
-func materialKey(m deploy.Material) ([]byte, error) {
-	if m.Certificate == nil {
-		return nil, errors.New("the material has no certificate")
-	}
-	if m.Key == nil {
-		ref := ""
-		if m.KeyRef != nil {
-			ref = fmt.Sprintf(" (token key %q)", m.KeyRef.Label)
-		}
-		return nil, fmt.Errorf("the new key is not in software%s: this target needs the private key itself; use a software key profile", ref)
-	}
-	pub, ok := m.Key.Public().(interface{ Equal(crypto.PublicKey) bool })
-	if !ok || !pub.Equal(m.Certificate.PublicKey) {
-		return nil, errors.New("the key does not match the certificate's public key")
-	}
-	if b, _ := pem.Decode(m.KeyPEM); b != nil && strings.HasSuffix(b.Type, "PRIVATE KEY") &&
-		!strings.Contains(b.Type, "ENCRYPTED") && b.Headers["Proc-Type"] == "" {
-		return pem.EncodeToMemory(b), nil
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(m.Key)
-	if err != nil {
-		return nil, fmt.Errorf("the key cannot be written as PKCS#8: %w", err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
-}
-
-// deployRun is the state of one Deploy: its steps and result.
-type deployRun struct {
-	log    *slog.Logger
-	now    func() time.Time
-	report func(deploy.Step)
-	res    *deploy.Result
-}
-
-func (r *deployRun) step(name string, ok bool, format string, args ...any) {
-	s := deploy.Step{Name: name, OK: ok, Message: fmt.Sprintf(format, args...), Time: r.now()}
-	r.res.Steps = append(r.res.Steps, s)
-	if ok {
-		r.log.Info("cloudflare: deploy "+name, "message", s.Message)
-	} else {
-		r.log.Warn("cloudflare: deploy "+name+" failed", "message", s.Message)
-	}
-	if r.report != nil {
-		r.report(s)
-	}
-}
-
-// refuse ends a deployment that changed nothing.
-func (r *deployRun) refuse(err error) (*deploy.Result, error) {
-	r.res.Outcome = deploy.OutcomeFailed
-	r.step(deploy.StepPrepare, false, "%v", err)
-	return r.res, fmt.Errorf("cloudflare: %w: %w", deploy.ErrRefused, err)
-}
-
 // noRollback ends a deployment that failed after the PATCH: the API keeps
 // no copy of the old certificate and key to put back.
-func (r *deployRun) noRollback(zone, id string, cause error) (*deploy.Result, error) {
-	r.res.Outcome = deploy.OutcomeRollbackFailed
-	r.step(deploy.StepRollback, false, "ROLLBACK NOT POSSIBLE after %v: the Cloudflare API returns neither the old certificate nor its key, so the bot cannot upload them again to custom certificate %s of zone %s. Its old metadata is in %s; to go back, upload the old certificate and key by hand",
-		cause, id, zone, r.res.BackupDir)
-	return r.res, fmt.Errorf("cloudflare: %w (the API keeps no old certificate or key to restore; metadata in %s) after: %w", deploy.ErrRollbackFailed, r.res.BackupDir, cause)
-}
-
-// backupDir makes a new directory PREFIX-STAMP under base.
-func backupDir(base string, now time.Time, prefix string) (string, error) {
-	if err := os.MkdirAll(base, 0o700); err != nil {
-		return "", err
-	}
-	stamp := prefix + "-" + now.UTC().Format("20060102T150405.000000000Z")
-	dir := filepath.Join(base, stamp)
-	for i := 2; ; i++ {
-		err := os.Mkdir(dir, 0o700)
-		if err == nil {
-			return dir, nil
-		}
-		if !errors.Is(err, fs.ErrExist) || i > 100 {
-			return "", err
-		}
-		dir = filepath.Join(base, stamp+"-"+strconv.Itoa(i))
-	}
-}
-
-// writeAtomic writes name in dir through a synced temporary file renamed
-// into place, then syncs dir: the file is whole or absent after a crash.
-func writeAtomic(dir, name string, data []byte) error {
-	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, name))
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", filepath.Join(dir, name), err)
-	}
-	return syncDir(dir)
-}
-
-// syncDir makes a rename in dir durable; Windows cannot sync a directory,
-// and NTFS journals the rename itself.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
+func noRollback(r *deploy.Steps, zone, id string, cause error) (*deploy.Result, error) {
+	r.Result.Outcome = deploy.OutcomeRollbackFailed
+	r.Add(deploy.StepRollback, false, "ROLLBACK NOT POSSIBLE after %v: the Cloudflare API returns neither the old certificate nor its key, so the bot cannot upload them again to custom certificate %s of zone %s. Its old metadata is in %s; to go back, upload the old certificate and key by hand",
+		cause, id, zone, r.Result.BackupDir)
+	return r.Result, fmt.Errorf("cloudflare: %w (the API keeps no old certificate or key to restore; metadata in %s) after: %w", deploy.ErrRollbackFailed, r.Result.BackupDir, cause)
 }

@@ -22,23 +22,15 @@ package f5
 import (
 	"bytes"
 	"context"
-	"crypto"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -59,8 +51,6 @@ const (
 	fileKeyPath  = "/mgmt/tm/sys/file/ssl-key/"
 	// uploadChunk is the chunk size F5's own tools use.
 	uploadChunk = 512 << 10
-	// rollbackBudget bounds the rollback when the job's context is done.
-	rollbackBudget = 2 * time.Minute
 )
 
 // Deployer installs a certificate and key on a BIG-IP and switches one
@@ -91,18 +81,8 @@ func NewDeployer(spec protocol.DeploySpec, env deploy.Env) (deploy.Target, error
 // NewDeployerConfig is NewDeployer with the connector's Config (HTTP
 // client, timeout, retry backoff); its Logger and Now default to env's.
 func NewDeployerConfig(spec protocol.DeploySpec, env deploy.Env, cfg Config) (*Deployer, error) {
-	if spec.Kind != protocol.DeployF5 {
-		return nil, fmt.Errorf("f5: deploy kind %q is not %s", spec.Kind, protocol.DeployF5)
-	}
-	if spec.Target == "" {
-		return nil, errors.New("f5: deploy target is empty: want the f5:// target the certificate was found through")
-	}
-	t, err := protocol.ParseTargetUnresolved(spec.Target)
-	if err != nil {
-		return nil, fmt.Errorf("f5: deploy target: %w", err)
-	}
-	if t.Scheme != protocol.SchemeF5 {
-		return nil, fmt.Errorf("f5: deploy target scheme %q is not %s", t.Scheme, protocol.SchemeF5)
+	if _, err := deploy.ParseDeployTarget(spec, protocol.DeployF5, protocol.SchemeF5); err != nil {
+		return nil, fmt.Errorf("f5: %w", err)
 	}
 	cert, profile, err := parseObject(spec.Object)
 	if err != nil {
@@ -111,22 +91,13 @@ func NewDeployerConfig(spec protocol.DeploySpec, env deploy.Env, cfg Config) (*D
 	if len(spec.Reload) > 0 {
 		return nil, errors.New("f5: deploy reload: a BIG-IP runs no command; the profile switch takes effect by itself")
 	}
-	if env.BackupDir == "" || !filepath.IsAbs(env.BackupDir) {
-		return nil, fmt.Errorf("f5: backup directory %q must be an absolute path", env.BackupDir)
+	env, err = deploy.CheckEnv(env)
+	if err != nil {
+		return nil, fmt.Errorf("f5: %w", err)
 	}
-	var eps []deploy.Endpoint
-	for i, e := range spec.Verify {
-		host, port, err := net.SplitHostPort(e.Address)
-		if err != nil || host == "" || port == "" {
-			return nil, fmt.Errorf("f5: verify[%d].address %q: want HOST:PORT", i, e.Address)
-		}
-		eps = append(eps, deploy.Endpoint{Address: e.Address, ServerName: e.ServerName})
-	}
-	if env.Logger == nil {
-		env.Logger = slog.New(slog.DiscardHandler)
-	}
-	if env.Now == nil {
-		env.Now = time.Now
+	eps, err := deploy.EndpointsHostPort(spec.Verify)
+	if err != nil {
+		return nil, fmt.Errorf("f5: %w", err)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = env.Logger
@@ -215,71 +186,71 @@ func (p *plan) old() entry { return p.entries[p.index] }
 // job's endpoints serve the new certificate), rollback on a failure after
 // the first install (PATCH the old names back, delete the new objects).
 func (d *Deployer) Deploy(ctx context.Context, m deploy.Material, report func(deploy.Step)) (*deploy.Result, error) {
-	r := &deployRun{log: d.log, now: d.env.Now, report: report, res: &deploy.Result{}}
-	keyPEM, err := materialKey(m)
+	r := &deploy.Steps{Result: &deploy.Result{}, Report: report, Logger: d.log, Now: d.env.Now, LogPrefix: "f5: deploy "}
+	keyPEM, err := deploy.SoftwareKeyPEM(m)
 	if err != nil {
-		return r.refuse(err)
+		return r.Refuse("f5", err)
 	}
 	newFP := deploy.Fingerprint(m.Certificate)
-	r.res.Fingerprint = newFP
+	r.Result.Fingerprint = newFP
 	t, err := protocol.ParseTarget(d.spec.Target)
 	if err != nil {
-		return r.refuse(fmt.Errorf("target: %w", err))
+		return r.Refuse("f5", fmt.Errorf("target: %w", err))
 	}
 	c, err := d.src.client(t)
 	if err != nil {
-		return r.refuse(err)
+		return r.Refuse("f5", err)
 	}
 	if err := c.login(ctx); err != nil {
-		return r.refuse(err)
+		return r.Refuse("f5", err)
 	}
 	p, err := d.prepare(ctx, c, len(m.Chain) > 0)
 	if err != nil {
-		return r.refuse(err)
+		return r.Refuse("f5", err)
 	}
-	r.res.OldFingerprint = p.oldFP
+	r.Result.OldFingerprint = p.oldFP
 	old := p.old()
 	if p.oldFP == newFP {
-		r.step(deploy.StepPrepare, true, "already deployed: profile %s already uses certificate %s (%s); nothing installed, only verified", d.profile, old.str("cert"), short(newFP))
+		r.Add(deploy.StepPrepare, true, "already deployed: profile %s already uses certificate %s (%s); nothing installed, only verified", d.profile, old.str("cert"), deploy.ShortFingerprint(newFP))
 		if err := d.verifyAll(ctx, r, c, p, newFP, true); err != nil {
-			r.res.Outcome = deploy.OutcomeFailed
-			return r.res, fmt.Errorf("f5: already deployed, but %w", err)
+			r.Result.Outcome = deploy.OutcomeFailed
+			return r.Result, fmt.Errorf("f5: already deployed, but %w", err)
 		}
-		r.res.Outcome = deploy.OutcomeAlreadyDeployed
-		return r.res, nil
+		r.Result.Outcome = deploy.OutcomeAlreadyDeployed
+		return r.Result, nil
 	}
 	msg := fmt.Sprintf("client-ssl profile %s entry %q uses cert %s, key %s, chain %s; it will use cert %s, key %s",
 		d.profile, old["name"], old.str("cert"), old.str("key"), orNone(old.str("chain")), p.newCert, p.newKey)
 	if p.newChain != "" {
 		msg += ", chain " + p.newChain
 	}
-	r.step(deploy.StepPrepare, true, "%s (certificate %s)", msg, short(newFP))
+	r.Add(deploy.StepPrepare, true, "%s (certificate %s)", msg, deploy.ShortFingerprint(newFP))
 
 	dir, err := d.backup(p)
-	r.res.BackupDir = dir
+	r.Result.BackupDir = dir
 	if err != nil {
-		r.res.Outcome = deploy.OutcomeFailed
-		r.step(deploy.StepBackup, false, "%v", err)
-		return r.res, fmt.Errorf("f5: backup: %w", err)
+		r.Result.Outcome = deploy.OutcomeFailed
+		r.Add(deploy.StepBackup, false, "%v", err)
+		return r.Result, fmt.Errorf("f5: backup: %w", err)
 	}
-	r.step(deploy.StepBackup, true, "profile %s saved to %s; its old certificate and key objects stay on the device", d.profile, dir)
+	r.Add(deploy.StepBackup, true, "profile %s saved to %s; its old certificate and key objects stay on the device", d.profile, dir)
 
 	note, err := d.write(ctx, c, p, m, keyPEM)
 	if err != nil {
-		r.step(deploy.StepWrite, false, "%v", err)
+		r.Add(deploy.StepWrite, false, "%v", err)
 		if len(p.created) == 0 && !p.patched {
-			r.res.Outcome = deploy.OutcomeFailed
-			return r.res, fmt.Errorf("f5: write (nothing installed): %w", err)
+			r.Result.Outcome = deploy.OutcomeFailed
+			return r.Result, fmt.Errorf("f5: write (nothing installed): %w", err)
 		}
 		return d.rollback(ctx, r, c, p, fmt.Errorf("write: %w", err))
 	}
-	r.step(deploy.StepWrite, true, "installed %s; profile %s switched to them; configuration saved%s", strings.Join(p.created, ", "), d.profile, note)
+	r.Add(deploy.StepWrite, true, "installed %s; profile %s switched to them; configuration saved%s", strings.Join(p.created, ", "), d.profile, note)
 
 	if err := d.verifyAll(ctx, r, c, p, newFP, false); err != nil {
 		return d.rollback(ctx, r, c, p, err)
 	}
-	r.res.Outcome = deploy.OutcomeDeployed
-	return r.res, nil
+	r.Result.Outcome = deploy.OutcomeDeployed
+	return r.Result, nil
 }
 
 // prepare reads the profile, picks the entry to replace and names the new
@@ -423,10 +394,10 @@ func save(ctx context.Context, c *client) error {
 
 // verifyAll checks that the profile names the new objects (or, for an
 // already deployed certificate, still the same), then the job's endpoints.
-func (d *Deployer) verifyAll(ctx context.Context, r *deployRun, c *client, p *plan, fp string, same bool) error {
+func (d *Deployer) verifyAll(ctx context.Context, r *deploy.Steps, c *client, p *plan, fp string, same bool) error {
 	var prof map[string]any
 	if err := c.get(ctx, profilePath+tmName(d.profile), &prof); err != nil {
-		r.step(deploy.StepVerify, false, "%v", err)
+		r.Add(deploy.StepVerify, false, "%v", err)
 		return fmt.Errorf("verify: %w", err)
 	}
 	var entries []entry
@@ -445,27 +416,27 @@ func (d *Deployer) verifyAll(ctx context.Context, r *deployRun, c *client, p *pl
 	if got == nil || got.str("cert") != want.str("cert") || got.str("key") != want.str("key") || orNone(got.str("chain")) != orNone(want.str("chain")) {
 		err := fmt.Errorf("profile %s entry %q uses cert %s, key %s, chain %s; want %s, %s, %s", d.profile, p.old()["name"],
 			got.str("cert"), got.str("key"), orNone(got.str("chain")), want.str("cert"), want.str("key"), orNone(want.str("chain")))
-		r.step(deploy.StepVerify, false, "%v", err)
+		r.Add(deploy.StepVerify, false, "%v", err)
 		return fmt.Errorf("verify: %w", err)
 	}
-	r.step(deploy.StepVerify, true, "profile %s uses cert %s, key %s", d.profile, got.str("cert"), got.str("key"))
+	r.Add(deploy.StepVerify, true, "profile %s uses cert %s, key %s", d.profile, got.str("cert"), got.str("key"))
 	if len(d.verify) == 0 {
 		return nil
 	}
 	msg, err := deploy.VerifyEndpoints(ctx, d.verify, fp, time.Duration(d.spec.VerifyTimeout), 0)
 	if err != nil {
-		r.step(deploy.StepVerify, false, "%v", err)
+		r.Add(deploy.StepVerify, false, "%v", err)
 		return fmt.Errorf("verify: %w", err)
 	}
-	r.step(deploy.StepVerify, true, "%s", msg)
+	r.Add(deploy.StepVerify, true, "%s", msg)
 	return nil
 }
 
 // rollback switches the profile back to the old objects, deletes the new
 // ones, saves, and checks that the endpoints serve the old certificate.
-func (d *Deployer) rollback(ctx context.Context, r *deployRun, c *client, p *plan, cause error) (*deploy.Result, error) {
+func (d *Deployer) rollback(ctx context.Context, r *deploy.Steps, c *client, p *plan, cause error) (*deploy.Result, error) {
 	// The job's context may be what failed: the rollback gets its own.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackBudget)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deploy.RollbackBudget)
 	defer cancel()
 	var problems []string
 	if p.patched {
@@ -508,24 +479,24 @@ func (d *Deployer) rollback(ctx context.Context, r *deployRun, c *client, p *pla
 	}
 	old := p.old()
 	if len(problems) > 0 {
-		r.res.Outcome = deploy.OutcomeRollbackFailed
-		r.step(deploy.StepRollback, false, "ROLLBACK FAILED after %v: %s. Profile %s must use cert %s, key %s, chain %s (saved in %s/profile.json); the new objects to delete are %s",
-			cause, strings.Join(problems, "; "), d.profile, old.str("cert"), old.str("key"), orNone(old.str("chain")), r.res.BackupDir, strings.Join(p.created, ", "))
-		return r.res, fmt.Errorf("f5: %w (%s; backup in %s) after: %w", deploy.ErrRollbackFailed, strings.Join(problems, "; "), r.res.BackupDir, cause)
+		r.Result.Outcome = deploy.OutcomeRollbackFailed
+		r.Add(deploy.StepRollback, false, "ROLLBACK FAILED after %v: %s. Profile %s must use cert %s, key %s, chain %s (saved in %s/profile.json); the new objects to delete are %s",
+			cause, strings.Join(problems, "; "), d.profile, old.str("cert"), old.str("key"), orNone(old.str("chain")), r.Result.BackupDir, strings.Join(p.created, ", "))
+		return r.Result, fmt.Errorf("f5: %w (%s; backup in %s) after: %w", deploy.ErrRollbackFailed, strings.Join(problems, "; "), r.Result.BackupDir, cause)
 	}
-	r.res.Outcome = deploy.OutcomeRolledBack
+	r.Result.Outcome = deploy.OutcomeRolledBack
 	what := "nothing was switched"
 	if p.patched {
 		what = fmt.Sprintf("profile %s uses cert %s, key %s again", d.profile, old.str("cert"), old.str("key"))
 	}
-	r.step(deploy.StepRollback, true, "rolled back after %v: %s; %d new objects deleted%s", cause, what, deleted, verifyMsg)
-	return r.res, fmt.Errorf("f5: %w: %w", deploy.ErrRolledBack, cause)
+	r.Add(deploy.StepRollback, true, "rolled back after %v: %s; %d new objects deleted%s", cause, what, deleted, verifyMsg)
+	return r.Result, fmt.Errorf("f5: %w: %w", deploy.ErrRolledBack, cause)
 }
 
 // backup writes the profile as the device gave it, and a manifest of the
 // old and new names, to a new directory under the backup directory.
 func (d *Deployer) backup(p *plan) (string, error) {
-	dir, err := backupDir(d.env.BackupDir, d.env.Now(), "f5")
+	dir, err := deploy.NewBackupDir(d.env.BackupDir, "f5", d.env.Now())
 	if err != nil {
 		return dir, err
 	}
@@ -544,11 +515,11 @@ func (d *Deployer) backup(p *plan) (string, error) {
 		name string
 		data []byte
 	}{{"profile.json", append(prof, '\n')}, {"manifest.json", append(manifest, '\n')}} {
-		if err := writeAtomic(dir, f.name, f.data); err != nil {
+		if err := deploy.WriteFileAtomic(filepath.Join(dir, f.name), f.data, 0o600); err != nil {
 			return dir, err
 		}
 	}
-	return dir, syncDir(d.env.BackupDir)
+	return dir, nil
 }
 
 // upload sends data to /mgmt/shared/file-transfer/uploads/NAME in chunks,
@@ -603,129 +574,4 @@ func orNone(s string) string {
 		return "none"
 	}
 	return s
-}
-
-func short(fp string) string {
-	if len(fp) > 16 {
-		fp = fp[:16]
-	}
-	return "sha256:" + fp
-}
-
-// materialKey checks that m carries a software key matching its
-// certificate and returns it as unencrypted PEM: KeyPEM when it is such a
-// PEM, else the key marshalled as PKCS#8.
-func materialKey(m deploy.Material) ([]byte, error) {
-	if m.Certificate == nil {
-		return nil, errors.New("the material has no certificate")
-	}
-	if m.Key == nil {
-		ref := ""
-		if m.KeyRef != nil {
-			ref = fmt.Sprintf(" (token key %q)", m.KeyRef.Label)
-		}
-		return nil, fmt.Errorf("the new key is not in software%s: this target needs the private key itself; use a software key profile", ref)
-	}
-	pub, ok := m.Key.Public().(interface{ Equal(crypto.PublicKey) bool })
-	if !ok || !pub.Equal(m.Certificate.PublicKey) {
-		return nil, errors.New("the key does not match the certificate's public key")
-	}
-	if b, _ := pem.Decode(m.KeyPEM); b != nil && strings.HasSuffix(b.Type, "PRIVATE KEY") &&
-		!strings.Contains(b.Type, "ENCRYPTED") && b.Headers["Proc-Type"] == "" {
-		return pem.EncodeToMemory(b), nil
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(m.Key)
-	if err != nil {
-		return nil, fmt.Errorf("the key cannot be written as PKCS#8: %w", err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
-}
-
-// deployRun is the state of one Deploy: its steps and result.
-type deployRun struct {
-	log    *slog.Logger
-	now    func() time.Time
-	report func(deploy.Step)
-	res    *deploy.Result
-}
-
-func (r *deployRun) step(name string, ok bool, format string, args ...any) {
-	s := deploy.Step{Name: name, OK: ok, Message: fmt.Sprintf(format, args...), Time: r.now()}
-	r.res.Steps = append(r.res.Steps, s)
-	if ok {
-		r.log.Info("f5: deploy "+name, "message", s.Message)
-	} else {
-		r.log.Warn("f5: deploy "+name+" failed", "message", s.Message)
-	}
-	if r.report != nil {
-		r.report(s)
-	}
-}
-
-// refuse ends a deployment that changed nothing.
-func (r *deployRun) refuse(err error) (*deploy.Result, error) {
-	r.res.Outcome = deploy.OutcomeFailed
-	r.step(deploy.StepPrepare, false, "%v", err)
-	return r.res, fmt.Errorf("f5: %w: %w", deploy.ErrRefused, err)
-}
-
-// backupDir makes a new directory PREFIX-STAMP under base.
-func backupDir(base string, now time.Time, prefix string) (string, error) {
-	if err := os.MkdirAll(base, 0o700); err != nil {
-		return "", err
-	}
-	stamp := prefix + "-" + now.UTC().Format("20060102T150405.000000000Z")
-	dir := filepath.Join(base, stamp)
-	for i := 2; ; i++ {
-		err := os.Mkdir(dir, 0o700)
-		if err == nil {
-			return dir, nil
-		}
-		if !errors.Is(err, fs.ErrExist) || i > 100 {
-			return "", err
-		}
-		dir = filepath.Join(base, stamp+"-"+strconv.Itoa(i))
-	}
-}
-
-// writeAtomic writes name in dir through a synced temporary file renamed
-// into place, then syncs dir: the file is whole or absent after a crash.
-func writeAtomic(dir, name string, data []byte) error {
-	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, name))
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", filepath.Join(dir, name), err)
-	}
-	return syncDir(dir)
-}
-
-// syncDir makes a rename in dir durable; Windows cannot sync a directory,
-// and NTFS journals the rename itself.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }

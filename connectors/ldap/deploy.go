@@ -409,7 +409,7 @@ var unsafeName = regexp.MustCompile(`[^A-Za-z0-9=,.-]+`)
 // backup writes the old values to BackupDir/<timestamp>/ldap-<entry>.json.
 func (d *Deployer) backup(srv server, p *plan) (string, error) {
 	now := d.now()
-	dir, err := makeStampDir(d.backupDir, now)
+	dir, err := deploy.NewBackupDir(d.backupDir, "", now)
 	if err != nil {
 		return "", fmt.Errorf("backup dir: %w", err)
 	}
@@ -427,7 +427,7 @@ func (d *Deployer) backup(srv server, p *plan) (string, error) {
 		name = name[:120]
 	}
 	file := filepath.Join(dir, "ldap-"+name+".json")
-	if err := writeAtomic(file, append(data, '\n'), 0o600); err != nil {
+	if err := deploy.WriteFileAtomic(file, append(data, '\n'), 0o600); err != nil {
 		return file, fmt.Errorf("write %s: %w", file, err)
 	}
 	return file, nil

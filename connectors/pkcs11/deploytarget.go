@@ -9,21 +9,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
 	"github.com/emsign/bot/agent/deploy"
-	"github.com/emsign/bot/agent/deploy/keystore"
 	"github.com/emsign/bot/protocol"
 )
-
-// rollbackBudget bounds a rollback after the job's context is done.
-const rollbackBudget = 2 * time.Minute
 
 // certObject is an X.509 certificate object of a token.
 type certObject struct {
@@ -81,8 +74,9 @@ func NewDeployer(spec protocol.DeploySpec, env deploy.Env) (deploy.Target, error
 	if _, ok := t.PIN(); !ok && t.Param(protocol.ParamConfig) == "" {
 		return nil, errors.New("pkcs11: deploy: target gives no PIN (pin-value or pin-source): writing a certificate object needs a login")
 	}
-	if env.BackupDir == "" || !filepath.IsAbs(env.BackupDir) {
-		return nil, fmt.Errorf("pkcs11: deploy: backup directory %q must be an absolute path", env.BackupDir)
+	env, err = deploy.CheckEnv(env)
+	if err != nil {
+		return nil, fmt.Errorf("pkcs11: deploy: %w", err)
 	}
 	if len(spec.Reload) > 0 && (spec.Reload[0] == "" || env.AllowReload == nil) {
 		return nil, errors.New("pkcs11: deploy: reload needs argv[0] and the bot's allowed_reload rule")
@@ -97,39 +91,19 @@ func NewDeployer(spec protocol.DeploySpec, env deploy.Env) (deploy.Target, error
 		}
 		eps = append(eps, deploy.Endpoint{Address: v.Address, ServerName: v.ServerName})
 	}
-	if env.Logger == nil {
-		env.Logger = slog.New(slog.DiscardHandler)
-	}
-	if env.Now == nil {
-		env.Now = time.Now
-	}
 	return &Deployer{spec: spec, env: env, log: env.Logger, eps: eps}, nil
 }
 
 // tokenRun is the state of one Deploy.
 type tokenRun struct {
+	deploy.Steps
 	d       *Deployer
-	report  func(deploy.Step)
-	res     *deploy.Result
 	st      certStore
 	label   string
 	id      []byte
 	newDER  []byte
 	old     []certObject
 	created uint // the new object's handle, 0 before it exists
-}
-
-func (r *tokenRun) step(name string, ok bool, format string, args ...any) {
-	s := deploy.Step{Name: name, OK: ok, Message: fmt.Sprintf(format, args...), Time: r.d.env.Now()}
-	r.res.Steps = append(r.res.Steps, s)
-	if ok {
-		r.d.log.Info("pkcs11: deploy: "+name, "message", s.Message)
-	} else {
-		r.d.log.Warn("pkcs11: deploy: "+name+" failed", "message", s.Message)
-	}
-	if r.report != nil {
-		r.report(s)
-	}
 }
 
 // Deploy writes the certificate object: prepare (log in, check the key is
@@ -140,69 +114,67 @@ func (r *tokenRun) step(name string, ok bool, format string, args ...any) {
 // failure (destroy the new object, recreate the old). Key objects are
 // never deleted, old or new: an HSM key is removed by a human.
 func (d *Deployer) Deploy(ctx context.Context, m deploy.Material, report func(deploy.Step)) (*deploy.Result, error) {
-	r := &tokenRun{d: d, report: report, res: &deploy.Result{}}
+	r := &tokenRun{d: d, Steps: deploy.Steps{Result: &deploy.Result{}, Report: report, Logger: d.log, Now: d.env.Now, LogPrefix: "pkcs11: deploy: "}}
 	if m.Certificate != nil {
-		r.res.Fingerprint = deploy.Fingerprint(m.Certificate)
+		r.Result.Fingerprint = deploy.Fingerprint(m.Certificate)
 	}
 	already, err := r.prepare(ctx, m)
 	if r.st != nil {
 		defer r.st.Close()
 	}
 	if err != nil {
-		r.res.Outcome = deploy.OutcomeFailed
-		r.step(deploy.StepPrepare, false, "%v", err)
-		return r.res, fmt.Errorf("pkcs11: deploy: %w: %w", deploy.ErrRefused, err)
+		return r.Refuse("pkcs11: deploy", err)
 	}
 	if already {
-		r.step(deploy.StepPrepare, true, "already deployed: %s holds certificate %s under label %q id %x; nothing written, only verified",
-			r.st.tokenName(), short(r.res.Fingerprint), r.label, r.id)
-		if err := r.verify(ctx, m.Certificate.Raw, r.res.Fingerprint); err != nil {
-			r.res.Outcome = deploy.OutcomeFailed
-			return r.res, fmt.Errorf("pkcs11: deploy: already deployed, but %w", err)
+		r.Add(deploy.StepPrepare, true, "already deployed: %s holds certificate %s under label %q id %x; nothing written, only verified",
+			r.st.tokenName(), deploy.ShortFingerprint(r.Result.Fingerprint), r.label, r.id)
+		if err := r.verify(ctx, m.Certificate.Raw, r.Result.Fingerprint); err != nil {
+			r.Result.Outcome = deploy.OutcomeFailed
+			return r.Result, fmt.Errorf("pkcs11: deploy: already deployed, but %w", err)
 		}
-		r.res.Outcome = deploy.OutcomeAlreadyDeployed
-		return r.res, nil
+		r.Result.Outcome = deploy.OutcomeAlreadyDeployed
+		return r.Result, nil
 	}
-	r.step(deploy.StepPrepare, true, "will write certificate %s (%s, expires %s) on %s as label %q id %x, replacing %d certificate object(s) with that label; key objects are left as they are",
-		short(r.res.Fingerprint), m.Certificate.Subject, m.Certificate.NotAfter.UTC().Format("2006-01-02"), r.st.tokenName(), r.label, r.id, len(r.old))
+	r.Add(deploy.StepPrepare, true, "will write certificate %s (%s, expires %s) on %s as label %q id %x, replacing %d certificate object(s) with that label; key objects are left as they are",
+		deploy.ShortFingerprint(r.Result.Fingerprint), m.Certificate.Subject, m.Certificate.NotAfter.UTC().Format("2006-01-02"), r.st.tokenName(), r.label, r.id, len(r.old))
 
 	dir, err := r.backup()
-	r.res.BackupDir = dir
+	r.Result.BackupDir = dir
 	if err != nil {
-		r.res.Outcome = deploy.OutcomeFailed
-		r.step(deploy.StepBackup, false, "%v", err)
-		return r.res, fmt.Errorf("pkcs11: deploy: backup: %w", err)
+		r.Result.Outcome = deploy.OutcomeFailed
+		r.Add(deploy.StepBackup, false, "%v", err)
+		return r.Result, fmt.Errorf("pkcs11: deploy: backup: %w", err)
 	}
-	r.step(deploy.StepBackup, true, "%d old certificate object(s) saved (DER) in %s", len(r.old), dir)
+	r.Add(deploy.StepBackup, true, "%d old certificate object(s) saved (DER) in %s", len(r.old), dir)
 
 	h, err := r.st.createCert(certObject{label: r.label, id: r.id, der: r.newDER})
 	if err != nil {
-		r.res.Outcome = deploy.OutcomeFailed
-		r.step(deploy.StepWrite, false, "create the certificate object: %v", err)
-		return r.res, fmt.Errorf("pkcs11: deploy: write (nothing changed): %w", err)
+		r.Result.Outcome = deploy.OutcomeFailed
+		r.Add(deploy.StepWrite, false, "create the certificate object: %v", err)
+		return r.Result, fmt.Errorf("pkcs11: deploy: write (nothing changed): %w", err)
 	}
 	r.created = h
 	for _, o := range r.old {
 		if err := r.st.destroy(o.handle); err != nil {
-			r.step(deploy.StepWrite, false, "remove the old certificate object id %x: %v", o.id, err)
+			r.Add(deploy.StepWrite, false, "remove the old certificate object id %x: %v", o.id, err)
 			return r.rollback(ctx, fmt.Errorf("write: %w", err))
 		}
 	}
-	r.step(deploy.StepWrite, true, "certificate object written on %s (label %q, id %x); %d old one(s) removed", r.st.tokenName(), r.label, r.id, len(r.old))
+	r.Add(deploy.StepWrite, true, "certificate object written on %s (label %q, id %x); %d old one(s) removed", r.st.tokenName(), r.label, r.id, len(r.old))
 
 	if len(d.spec.Reload) > 0 {
-		msg, err := keystore.RunReload(ctx, d.spec.Reload)
+		msg, err := deploy.RunCommand(ctx, deploy.Command{Argv: d.spec.Reload})
 		if err != nil {
-			r.step(deploy.StepReload, false, "%v", err)
+			r.Add(deploy.StepReload, false, "%v", err)
 			return r.rollback(ctx, fmt.Errorf("reload: %w", err))
 		}
-		r.step(deploy.StepReload, true, "%s", msg)
+		r.Add(deploy.StepReload, true, "%s", msg)
 	}
-	if err := r.verify(ctx, r.newDER, r.res.Fingerprint); err != nil {
+	if err := r.verify(ctx, r.newDER, r.Result.Fingerprint); err != nil {
 		return r.rollback(ctx, err)
 	}
-	r.res.Outcome = deploy.OutcomeDeployed
-	return r.res, nil
+	r.Result.Outcome = deploy.OutcomeDeployed
+	return r.Result, nil
 }
 
 // prepare checks everything and opens the token; it changes nothing.
@@ -243,7 +215,7 @@ func (r *tokenRun) prepare(ctx context.Context, m deploy.Material) (already bool
 	}
 	if eq, ok := pub.(interface{ Equal(crypto.PublicKey) bool }); !ok || !eq.Equal(m.Certificate.PublicKey) {
 		return false, fmt.Errorf("the new certificate %s (%s) is not for the key labelled %q id %x on %s: nothing touched",
-			short(r.res.Fingerprint), m.Certificate.Subject, r.label, r.id, r.st.tokenName())
+			deploy.ShortFingerprint(r.Result.Fingerprint), m.Certificate.Subject, r.label, r.id, r.st.tokenName())
 	}
 	objs, err := r.st.certs(r.label)
 	if err != nil {
@@ -257,7 +229,7 @@ func (r *tokenRun) prepare(ctx context.Context, m deploy.Material) (already bool
 	r.old = objs
 	if len(objs) > 0 {
 		if c, err := x509.ParseCertificate(objs[0].der); err == nil {
-			r.res.OldFingerprint = deploy.Fingerprint(c)
+			r.Result.OldFingerprint = deploy.Fingerprint(c)
 		}
 	}
 	return false, nil
@@ -268,10 +240,10 @@ func (r *tokenRun) prepare(ctx context.Context, m deploy.Material) (already bool
 func (r *tokenRun) verify(ctx context.Context, der []byte, fp string) error {
 	msg, err := r.check(ctx, der, fp)
 	if err != nil {
-		r.step(deploy.StepVerify, false, "%v", err)
+		r.Add(deploy.StepVerify, false, "%v", err)
 		return fmt.Errorf("verify: %w", err)
 	}
-	r.step(deploy.StepVerify, true, "%s", msg)
+	r.Add(deploy.StepVerify, true, "%s", msg)
 	return nil
 }
 
@@ -283,7 +255,7 @@ func (r *tokenRun) check(ctx context.Context, der []byte, fp string) (string, er
 	if len(objs) != 1 || !bytes.Equal(objs[0].der, der) || !bytes.Equal(objs[0].id, r.id) {
 		return "", fmt.Errorf("read back: %s has %d certificate object(s) labelled %q, not exactly the one written", r.st.tokenName(), len(objs), r.label)
 	}
-	msg := fmt.Sprintf("%s holds certificate %s as label %q id %x (read back, DER equal)", r.st.tokenName(), short(fp), r.label, r.id)
+	msg := fmt.Sprintf("%s holds certificate %s as label %q id %x (read back, DER equal)", r.st.tokenName(), deploy.ShortFingerprint(fp), r.label, r.id)
 	if len(r.d.eps) == 0 {
 		return msg, nil
 	}
@@ -297,7 +269,7 @@ func (r *tokenRun) check(ctx context.Context, der []byte, fp string) (string, er
 // rollback removes the new object, recreates the old ones, reloads and
 // checks the old certificate is back.
 func (r *tokenRun) rollback(ctx context.Context, cause error) (*deploy.Result, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackBudget)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deploy.RollbackBudget)
 	defer cancel()
 	var problems []string
 	if r.created != 0 {
@@ -323,26 +295,26 @@ func (r *tokenRun) rollback(ctx context.Context, cause error) (*deploy.Result, e
 	}
 	reloadMsg := ""
 	if len(r.d.spec.Reload) > 0 && len(problems) == 0 {
-		msg, err := keystore.RunReload(ctx, r.d.spec.Reload)
+		msg, err := deploy.RunCommand(ctx, deploy.Command{Argv: r.d.spec.Reload})
 		if err != nil {
 			problems = append(problems, "reload: "+err.Error())
 		}
 		reloadMsg = "; " + msg
 	}
-	if len(problems) == 0 && len(r.d.eps) > 0 && r.res.OldFingerprint != "" {
-		if _, err := deploy.VerifyEndpoints(ctx, r.d.eps, r.res.OldFingerprint, time.Duration(r.d.spec.VerifyTimeout), 0); err != nil {
+	if len(problems) == 0 && len(r.d.eps) > 0 && r.Result.OldFingerprint != "" {
+		if _, err := deploy.VerifyEndpoints(ctx, r.d.eps, r.Result.OldFingerprint, time.Duration(r.d.spec.VerifyTimeout), 0); err != nil {
 			problems = append(problems, "old certificate not served again: "+err.Error())
 		}
 	}
 	if len(problems) > 0 {
-		r.res.Outcome = deploy.OutcomeRollbackFailed
-		r.step(deploy.StepRollback, false, "ROLLBACK FAILED after %v: %s. The old certificates (DER) are in %s (manifest.json says label and id of each); write them back with pkcs11-tool --write-object",
-			cause, strings.Join(problems, "; "), r.res.BackupDir)
-		return r.res, fmt.Errorf("pkcs11: deploy: %w (%s; backup in %s) after: %w", deploy.ErrRollbackFailed, strings.Join(problems, "; "), r.res.BackupDir, cause)
+		r.Result.Outcome = deploy.OutcomeRollbackFailed
+		r.Add(deploy.StepRollback, false, "ROLLBACK FAILED after %v: %s. The old certificates (DER) are in %s (manifest.json says label and id of each); write them back with pkcs11-tool --write-object",
+			cause, strings.Join(problems, "; "), r.Result.BackupDir)
+		return r.Result, fmt.Errorf("pkcs11: deploy: %w (%s; backup in %s) after: %w", deploy.ErrRollbackFailed, strings.Join(problems, "; "), r.Result.BackupDir, cause)
 	}
-	r.res.Outcome = deploy.OutcomeRolledBack
-	r.step(deploy.StepRollback, true, "rolled back after %v: new certificate object removed, %d old one(s) in place%s", cause, len(r.old), reloadMsg)
-	return r.res, fmt.Errorf("pkcs11: deploy: %w: %w", deploy.ErrRolledBack, cause)
+	r.Result.Outcome = deploy.OutcomeRolledBack
+	r.Add(deploy.StepRollback, true, "rolled back after %v: new certificate object removed, %d old one(s) in place%s", cause, len(r.old), reloadMsg)
+	return r.Result, fmt.Errorf("pkcs11: deploy: %w: %w", deploy.ErrRolledBack, cause)
 }
 
 // backupEntry is a manifest line: one old certificate object.
@@ -358,87 +330,22 @@ type backupEntry struct {
 // folder under the backup directory, with a manifest, all synced (the
 // layout of agent/deploy's backups).
 func (r *tokenRun) backup() (string, error) {
-	root := r.d.env.BackupDir
-	if err := os.MkdirAll(root, 0o700); err != nil {
+	dir, err := deploy.NewBackupDir(r.d.env.BackupDir, "", r.d.env.Now())
+	if err != nil {
 		return "", err
-	}
-	stamp := r.d.env.Now().UTC().Format("20060102T150405.000000000Z")
-	dir := filepath.Join(root, stamp)
-	for i := 2; ; i++ {
-		err := os.Mkdir(dir, 0o700)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, fs.ErrExist) || i > 100 {
-			return "", err
-		}
-		dir = filepath.Join(root, fmt.Sprintf("%s-%d", stamp, i))
 	}
 	manifest := []backupEntry{}
 	for i, o := range r.old {
 		name := fmt.Sprintf("%d-cert-%x.der", i+1, o.id)
-		if err := writeSynced(dir, name, o.der); err != nil {
+		if err := deploy.WriteFileAtomic(filepath.Join(dir, name), o.der, 0o600); err != nil {
 			return dir, err
 		}
 		loc := objectLocation(r.st.tokenLocation(), o.label, "cert", o.id, "")
 		manifest = append(manifest, backupEntry{Role: "pkcs11-certificate", Original: loc.String(), Backup: name, Label: o.label, ID: hex.EncodeToString(o.id)})
 	}
 	m, _ := json.MarshalIndent(manifest, "", "  ")
-	if err := writeSynced(dir, "manifest.json", append(m, '\n')); err != nil {
+	if err := deploy.WriteFileAtomic(filepath.Join(dir, "manifest.json"), append(m, '\n'), 0o600); err != nil {
 		return dir, err
 	}
-	if err := syncDir(dir); err != nil {
-		return dir, err
-	}
-	return dir, syncDir(root)
-}
-
-// writeSynced writes dir/name (0600) through a synced temp file and a
-// rename, so a crash leaves the whole file or none (agent/internal/atomicfile
-// is not importable from connectors/).
-func writeSynced(dir, name string, data []byte) (err error) {
-	f, err := os.CreateTemp(dir, ".tmp-"+name+"-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-		}
-	}()
-	if err = f.Chmod(0o600); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), filepath.Join(dir, name))
-}
-
-// syncDir makes renames in dir durable; Windows journals them itself and
-// cannot open a directory for syncing.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
-func short(fp string) string {
-	if len(fp) > 16 {
-		return "sha256:" + fp[:16]
-	}
-	return "sha256:" + fp
+	return dir, nil
 }

@@ -294,8 +294,7 @@ func (d *Deployer) Deploy(ctx context.Context, m deploy.Material, report func(de
 	}
 	r.step(deploy.StepPrepare, true, "%s", p.summary(t.Host))
 
-	stamp := d.now().UTC().Format("20060102T150405.000000000Z")
-	dir, err := d.backup(sess.sftp, t, p, stamp)
+	dir, err := d.backup(sess.sftp, t, p, d.now())
 	r.res.BackupDir = dir
 	if err != nil {
 		d.removeBackups(sess.sftp, p)
@@ -560,8 +559,9 @@ type manifestEntry struct {
 // backup copies each old file on the remote host (FILE.emsign-backup-STAMP,
 // its mode kept, fsynced) and here, under BackupDir/STAMP with a
 // manifest.json. It returns the local directory.
-func (d *Deployer) backup(c *sftp.Client, t protocol.Target, p *plan, stamp string) (string, error) {
-	dir, err := makeStampDir(d.backupDir, stamp)
+func (d *Deployer) backup(c *sftp.Client, t protocol.Target, p *plan, now time.Time) (string, error) {
+	stamp := deploy.BackupStamp(now)
+	dir, err := deploy.NewBackupDir(d.backupDir, "", now)
 	if err != nil {
 		return "", fmt.Errorf("backup dir: %w", err)
 	}
@@ -575,7 +575,7 @@ func (d *Deployer) backup(c *sftp.Client, t protocol.Target, p *plan, stamp stri
 			e.Mode = fmt.Sprintf("%04o", f.mode)
 			e.UID, e.GID = f.uid, f.gid
 			e.Backup = fmt.Sprintf("%d-%s", i+1, path.Base(f.path))
-			if err := writeAtomic(filepath.Join(dir, e.Backup), f.old, 0o600); err != nil {
+			if err := deploy.WriteFileAtomic(filepath.Join(dir, e.Backup), f.old, 0o600); err != nil {
 				return dir, fmt.Errorf("local copy of %s: %w", f.path, err)
 			}
 			remote := f.real + backupInfix + stamp
@@ -588,7 +588,7 @@ func (d *Deployer) backup(c *sftp.Client, t protocol.Target, p *plan, stamp stri
 		manifest = append(manifest, e)
 	}
 	m, _ := json.MarshalIndent(manifest, "", "  ")
-	if err := writeAtomic(filepath.Join(dir, "manifest.json"), append(m, '\n'), 0o600); err != nil {
+	if err := deploy.WriteFileAtomic(filepath.Join(dir, "manifest.json"), append(m, '\n'), 0o600); err != nil {
 		return dir, err
 	}
 	return dir, nil

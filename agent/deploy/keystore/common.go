@@ -11,7 +11,6 @@ package keystore
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -24,17 +23,8 @@ import (
 	"time"
 
 	"github.com/emsign/bot/agent/deploy"
-	"github.com/emsign/bot/agent/internal/atomicfile"
 	"github.com/emsign/bot/protocol"
 )
-
-// tmpPrefix starts the temporary files written beside a keystore (the
-// same prefix as the PEM deployer's, so one cleanup rule covers both).
-const tmpPrefix = ".emsign-deploy-"
-
-// rollbackBudget bounds a rollback that runs after the job's context is
-// done: a cancelled job must still put the old keystore back.
-const rollbackBudget = 2 * time.Minute
 
 // errWrongPassword is what a format answers when the password does not
 // open the store (as opposed to a store it cannot read at all).
@@ -102,8 +92,9 @@ func newDeployer(f format, spec protocol.DeploySpec, env deploy.Env) (*Deployer,
 		return nil, fmt.Errorf(prefix+"keystore_path %s is not an absolute path", spec.KeystorePath)
 	}
 	spec.KeystorePath = filepath.Clean(spec.KeystorePath)
-	if env.BackupDir == "" || !filepath.IsAbs(env.BackupDir) {
-		return nil, fmt.Errorf(prefix+"backup directory %q must be an absolute path", env.BackupDir)
+	env, err := deploy.CheckEnv(env)
+	if err != nil {
+		return nil, fmt.Errorf("%s%w", prefix, err)
 	}
 	if len(spec.Reload) > 0 && spec.Reload[0] == "" {
 		return nil, errors.New(prefix + "reload: argv[0] is empty")
@@ -121,33 +112,7 @@ func newDeployer(f format, spec protocol.DeploySpec, env deploy.Env) (*Deployer,
 		}
 		eps = append(eps, deploy.Endpoint{Address: v.Address, ServerName: v.ServerName})
 	}
-	if env.Logger == nil {
-		env.Logger = slog.New(slog.DiscardHandler)
-	}
-	if env.Now == nil {
-		env.Now = time.Now
-	}
 	return &Deployer{f: f, spec: spec, env: env, log: env.Logger, eps: eps}, nil
-}
-
-// run is the state of one Deploy.
-type run struct {
-	d      *Deployer
-	report func(deploy.Step)
-	res    *deploy.Result
-}
-
-func (r *run) step(name string, ok bool, format string, args ...any) {
-	s := deploy.Step{Name: name, OK: ok, Message: fmt.Sprintf(format, args...), Time: r.d.env.Now()}
-	r.res.Steps = append(r.res.Steps, s)
-	if ok {
-		r.d.log.Info("keystore: "+name, "path", r.d.spec.KeystorePath, "message", s.Message)
-	} else {
-		r.d.log.Warn("keystore: "+name+" failed", "path", r.d.spec.KeystorePath, "message", s.Message)
-	}
-	if r.report != nil {
-		r.report(s)
-	}
 }
 
 // plan is what prepare found; nothing is written before it is whole.
@@ -155,7 +120,7 @@ type plan struct {
 	path    string // symlinks resolved: the file really replaced
 	old     []byte
 	mode    fs.FileMode
-	own     owner
+	own     deploy.Owner
 	pw      string
 	alias   string
 	content []byte
@@ -171,65 +136,64 @@ type plan struct {
 // deploy.ErrRolledBack or deploy.ErrRollbackFailed otherwise. No message
 // or error holds a password or a key.
 func (d *Deployer) Deploy(ctx context.Context, m deploy.Material, report func(deploy.Step)) (*deploy.Result, error) {
-	r := &run{d: d, report: report, res: &deploy.Result{}}
+	r := &deploy.Steps{Result: &deploy.Result{}, Report: report, Logger: d.log, Now: d.env.Now,
+		LogPrefix: "keystore: ", LogAttrs: []any{"path", d.spec.KeystorePath}}
 	prefix := "keystore: " + d.f.name()
 	if m.Certificate != nil {
-		r.res.Fingerprint = deploy.Fingerprint(m.Certificate)
+		r.Result.Fingerprint = deploy.Fingerprint(m.Certificate)
 	}
 	p, err := d.prepare(m)
 	if p != nil {
-		r.res.OldFingerprint = p.oldFP
+		r.Result.OldFingerprint = p.oldFP
 	}
 	if err != nil {
-		r.res.Outcome = deploy.OutcomeFailed
-		r.step(deploy.StepPrepare, false, "%v", err)
-		return r.res, fmt.Errorf("%s: %w: %w", prefix, deploy.ErrRefused, err)
+		return r.Refuse(prefix, err)
 	}
 	if p.content == nil {
-		r.step(deploy.StepPrepare, true, "already deployed: entry %q of %s already holds certificate %s; nothing written, only verified",
+		r.Add(deploy.StepPrepare, true, "already deployed: entry %q of %s already holds certificate %s; nothing written, only verified",
 			p.alias, p.path, short(p.newFP))
 		if err := d.verify(ctx, r, p, p.newFP); err != nil {
-			r.res.Outcome = deploy.OutcomeFailed
-			return r.res, fmt.Errorf("%s: already deployed, but %w", prefix, err)
+			r.Result.Outcome = deploy.OutcomeFailed
+			return r.Result, fmt.Errorf("%s: already deployed, but %w", prefix, err)
 		}
-		r.res.Outcome = deploy.OutcomeAlreadyDeployed
-		return r.res, nil
+		r.Result.Outcome = deploy.OutcomeAlreadyDeployed
+		return r.Result, nil
 	}
-	r.step(deploy.StepPrepare, true, "%s", p.summary(d.f.name(), m.Certificate))
+	r.Add(deploy.StepPrepare, true, "%s", p.summary(d.f.name(), m.Certificate))
 
 	dir, err := d.backup(p)
-	r.res.BackupDir = dir
+	r.Result.BackupDir = dir
 	if err != nil {
-		r.res.Outcome = deploy.OutcomeFailed
-		r.step(deploy.StepBackup, false, "%v", err)
-		return r.res, fmt.Errorf("%s: backup: %w", prefix, err)
+		r.Result.Outcome = deploy.OutcomeFailed
+		r.Add(deploy.StepBackup, false, "%v", err)
+		return r.Result, fmt.Errorf("%s: backup: %w", prefix, err)
 	}
-	r.step(deploy.StepBackup, true, "old keystore copied to %s", dir)
+	r.Add(deploy.StepBackup, true, "old keystore copied to %s", dir)
 
-	changed, err := replaceFile(p.path, p.content, p.mode, p.own)
+	changed, err := deploy.ReplaceFile(p.path, p.content, p.mode, p.own)
 	if err != nil {
-		r.step(deploy.StepWrite, false, "%v", err)
+		r.Add(deploy.StepWrite, false, "%v", err)
 		if !changed {
-			r.res.Outcome = deploy.OutcomeFailed
-			return r.res, fmt.Errorf("%s: write (nothing replaced): %w", prefix, err)
+			r.Result.Outcome = deploy.OutcomeFailed
+			return r.Result, fmt.Errorf("%s: write (nothing replaced): %w", prefix, err)
 		}
 		return d.rollback(ctx, r, p, fmt.Errorf("write: %w", err))
 	}
-	r.step(deploy.StepWrite, true, "replaced entry %q of %s (%d bytes)", p.alias, p.path, len(p.content))
+	r.Add(deploy.StepWrite, true, "replaced entry %q of %s (%d bytes)", p.alias, p.path, len(p.content))
 
 	if len(d.spec.Reload) > 0 {
-		msg, err := runReload(ctx, d.spec.Reload)
+		msg, err := deploy.RunCommand(ctx, deploy.Command{Argv: d.spec.Reload})
 		if err != nil {
-			r.step(deploy.StepReload, false, "%v", err)
+			r.Add(deploy.StepReload, false, "%v", err)
 			return d.rollback(ctx, r, p, fmt.Errorf("reload: %w", err))
 		}
-		r.step(deploy.StepReload, true, "%s", msg)
+		r.Add(deploy.StepReload, true, "%s", msg)
 	}
 	if err := d.verify(ctx, r, p, p.newFP); err != nil {
 		return d.rollback(ctx, r, p, err)
 	}
-	r.res.Outcome = deploy.OutcomeDeployed
-	return r.res, nil
+	r.Result.Outcome = deploy.OutcomeDeployed
+	return r.Result, nil
 }
 
 // prepare checks the material, the reload rule and the keystore, and
@@ -246,12 +210,12 @@ func (d *Deployer) prepare(m deploy.Material) (*plan, error) {
 		}
 		return p, errors.New("no new private key")
 	}
-	if !keyMatches(m.Certificate, m.Key) {
+	if !deploy.KeyMatches(m.Certificate, m.Key) {
 		return p, fmt.Errorf("the new certificate %s (%s) does not match the new key: nothing touched", short(p.newFP), m.Certificate.Subject)
 	}
 	if len(d.spec.Reload) > 0 {
 		if err := d.env.AllowReload(d.spec.Reload); err != nil {
-			return p, fmt.Errorf("reload %s is not allowed by this bot's allowed_reload: %w", commandName(d.spec.Reload), err)
+			return p, fmt.Errorf("reload %s is not allowed by this bot's allowed_reload: %w", deploy.Command{Argv: d.spec.Reload}, err)
 		}
 	}
 	path, err := filepath.EvalSymlinks(d.spec.KeystorePath)
@@ -266,7 +230,7 @@ func (d *Deployer) prepare(m deploy.Material) (*plan, error) {
 	if !fi.Mode().IsRegular() {
 		return p, fmt.Errorf("keystore_path %s is not a regular file", path)
 	}
-	p.mode, p.own = fi.Mode().Perm(), ownerOf(fi)
+	p.mode, p.own = fi.Mode().Perm(), deploy.OwnerOf(fi)
 	if p.old, err = os.ReadFile(path); err != nil {
 		return p, fmt.Errorf("keystore_path: %w", err)
 	}
@@ -286,7 +250,7 @@ func (d *Deployer) prepare(m deploy.Material) (*plan, error) {
 	if p.oldFP == p.newFP {
 		return p, nil
 	}
-	if err := probeWritable(filepath.Dir(path)); err != nil {
+	if err := deploy.ProbeWritable(filepath.Dir(path)); err != nil {
 		return p, err
 	}
 	p.content, p.notes, err = st.replace(alias, m, pw, d.known(), d.env.Now())
@@ -358,13 +322,13 @@ func (p *plan) summary(format string, newLeaf *x509.Certificate) string {
 // verify reads the keystore back from disk and checks that the entry
 // holds the certificate fp, then (when endpoints are given) that every
 // endpoint serves it, and reports the step.
-func (d *Deployer) verify(ctx context.Context, r *run, p *plan, fp string) error {
+func (d *Deployer) verify(ctx context.Context, r *deploy.Steps, p *plan, fp string) error {
 	msg, err := d.check(ctx, p, fp)
 	if err != nil {
-		r.step(deploy.StepVerify, false, "%v", err)
+		r.Add(deploy.StepVerify, false, "%v", err)
 		return fmt.Errorf("verify: %w", err)
 	}
-	r.step(deploy.StepVerify, true, "%s", msg)
+	r.Add(deploy.StepVerify, true, "%s", msg)
 	return nil
 }
 
@@ -403,17 +367,17 @@ func (d *Deployer) check(ctx context.Context, p *plan, fp string) (string, error
 
 // rollback restores the old keystore, reloads and checks that the old
 // certificate is back. cause is why.
-func (d *Deployer) rollback(ctx context.Context, r *run, p *plan, cause error) (*deploy.Result, error) {
+func (d *Deployer) rollback(ctx context.Context, r *deploy.Steps, p *plan, cause error) (*deploy.Result, error) {
 	prefix := "keystore: " + d.f.name()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackBudget)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deploy.RollbackBudget)
 	defer cancel()
 	var problems []string
-	if _, err := replaceFile(p.path, p.old, p.mode, p.own); err != nil {
+	if _, err := deploy.ReplaceFile(p.path, p.old, p.mode, p.own); err != nil {
 		problems = append(problems, "restore: "+err.Error())
 	}
 	reloadMsg := ""
 	if len(d.spec.Reload) > 0 && len(problems) == 0 {
-		msg, err := runReload(ctx, d.spec.Reload)
+		msg, err := deploy.RunCommand(ctx, deploy.Command{Argv: d.spec.Reload})
 		if err != nil {
 			problems = append(problems, "reload: "+err.Error())
 		}
@@ -433,14 +397,14 @@ func (d *Deployer) rollback(ctx context.Context, r *run, p *plan, cause error) (
 		}
 	}
 	if len(problems) > 0 {
-		r.res.Outcome = deploy.OutcomeRollbackFailed
-		r.step(deploy.StepRollback, false, "ROLLBACK FAILED after %v: %s. The old keystore is in %s (manifest.json says where it goes); restore it by hand and reload the server",
-			cause, strings.Join(problems, "; "), r.res.BackupDir)
-		return r.res, fmt.Errorf("%s: %w (%s; backup in %s) after: %w", prefix, deploy.ErrRollbackFailed, strings.Join(problems, "; "), r.res.BackupDir, cause)
+		r.Result.Outcome = deploy.OutcomeRollbackFailed
+		r.Add(deploy.StepRollback, false, "ROLLBACK FAILED after %v: %s. The old keystore is in %s (manifest.json says where it goes); restore it by hand and reload the server",
+			cause, strings.Join(problems, "; "), r.Result.BackupDir)
+		return r.Result, fmt.Errorf("%s: %w (%s; backup in %s) after: %w", prefix, deploy.ErrRollbackFailed, strings.Join(problems, "; "), r.Result.BackupDir, cause)
 	}
-	r.res.Outcome = deploy.OutcomeRolledBack
-	r.step(deploy.StepRollback, true, "rolled back after %v: old keystore restored byte for byte%s%s", cause, reloadMsg, verifyMsg)
-	return r.res, fmt.Errorf("%s: %w: %w", prefix, deploy.ErrRolledBack, cause)
+	r.Result.Outcome = deploy.OutcomeRolledBack
+	r.Add(deploy.StepRollback, true, "rolled back after %v: old keystore restored byte for byte%s%s", cause, reloadMsg, verifyMsg)
+	return r.Result, fmt.Errorf("%s: %w: %w", prefix, deploy.ErrRolledBack, cause)
 }
 
 // manifestEntry is agent/deploy's manifest line: where a backup goes.
@@ -456,106 +420,27 @@ type manifestEntry struct {
 // timestamped directory under the backup directory (0700: it holds keys),
 // with a manifest.json, all synced. The layout is agent/deploy's.
 func (d *Deployer) backup(p *plan) (string, error) {
-	root := d.env.BackupDir
-	if err := os.MkdirAll(root, 0o700); err != nil {
+	dir, err := deploy.NewBackupDir(d.env.BackupDir, "", d.env.Now())
+	if err != nil {
 		return "", err
-	}
-	stamp := d.env.Now().UTC().Format("20060102T150405.000000000Z")
-	dir := filepath.Join(root, stamp)
-	for i := 2; ; i++ {
-		err := os.Mkdir(dir, 0o700)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, fs.ErrExist) || i > 100 {
-			return "", err
-		}
-		dir = filepath.Join(root, fmt.Sprintf("%s-%d", stamp, i))
 	}
 	e := manifestEntry{Role: "keystore", Original: p.path, Backup: "1-" + filepath.Base(p.path),
 		Mode: fmt.Sprintf("%04o", p.mode), Owner: strings.TrimSpace(p.own.String())}
-	if _, err := replaceFile(filepath.Join(dir, e.Backup), p.old, p.mode, p.own); err != nil {
+	if _, err := deploy.ReplaceFile(filepath.Join(dir, e.Backup), p.old, p.mode, p.own); err != nil {
 		return dir, fmt.Errorf("copy %s: %w", p.path, err)
 	}
 	m, _ := json.MarshalIndent([]manifestEntry{e}, "", "  ")
-	if err := atomicfile.Write(dir, "manifest.json", append(m, '\n'), 0o600); err != nil {
-		return dir, err
-	}
-	if err := atomicfile.SyncDir(root); err != nil {
+	if err := deploy.WriteFileAtomic(filepath.Join(dir, "manifest.json"), append(m, '\n'), 0o600); err != nil {
 		return dir, err
 	}
 	return dir, nil
 }
 
-// replaceFile writes data to a temp file beside path (mode and owner set
-// before the content, synced), renames it over path and syncs the
-// directory. changed says whether path was replaced.
-func replaceFile(path string, data []byte, mode fs.FileMode, own owner) (changed bool, err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), tmpPrefix+filepath.Base(path)+"-*")
-	if err != nil {
-		return false, err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil && !changed {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	// Mode and owner first: a keystore is never readable by anyone it
-	// should not be, even for a moment, and the server's user can read it.
-	if err = f.Chmod(mode); err != nil {
-		return false, fmt.Errorf("chmod %04o: %w", mode, err)
-	}
-	if err = applyOwner(f, own); err != nil {
-		return false, fmt.Errorf("chown to%s: %w", own, err)
-	}
-	if _, err = f.Write(data); err != nil {
-		return false, err
-	}
-	if err = f.Sync(); err != nil {
-		return false, fmt.Errorf("sync: %w", err)
-	}
-	if err = f.Close(); err != nil {
-		return false, err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return false, err
-	}
-	changed = true
-	if err = atomicfile.SyncDir(filepath.Dir(path)); err != nil {
-		return true, err
-	}
-	return true, nil
-}
-
-// probeWritable proves the directory takes a new file (what the atomic
-// rename needs), before anything is changed.
-func probeWritable(dir string) error {
-	f, err := os.CreateTemp(dir, tmpPrefix+"probe-*")
-	if err != nil {
-		return fmt.Errorf("directory %s is not writable: %w", dir, err)
-	}
-	name := f.Name()
-	_ = f.Close()
-	if err := os.Remove(name); err != nil {
-		return fmt.Errorf("directory %s: remove probe: %w", dir, err)
-	}
-	return nil
-}
-
-// keyMatches says whether the certificate's public key is key's.
-func keyMatches(c *x509.Certificate, key crypto.Signer) bool {
-	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
-	return ok && pub.Equal(c.PublicKey)
-}
-
+// short is deploy.ShortFingerprint, or "nothing" for an entry that held
+// no certificate.
 func short(fp string) string {
 	if fp == "" {
 		return "nothing"
 	}
-	if len(fp) > 16 {
-		return "sha256:" + fp[:16]
-	}
-	return "sha256:" + fp
+	return deploy.ShortFingerprint(fp)
 }

@@ -94,7 +94,7 @@ func TestPKCS12DeployOpenSSL(t *testing.T) {
 			// The key in the file is the new one.
 			data, _ := os.ReadFile(path)
 			key, _, _, err := gopkcs12.DecodeChain(data, "changeit")
-			if signer, ok := key.(crypto.Signer); err != nil || !ok || !keyMatches(m.Certificate, signer) {
+			if signer, ok := key.(crypto.Signer); err != nil || !ok || !deploy.KeyMatches(m.Certificate, signer) {
 				t.Errorf("decode: %v", err)
 			}
 			// OpenSSL and Java both decrypt the new key (PBES2 from youmark/pkcs8).
@@ -102,7 +102,7 @@ func TestPKCS12DeployOpenSSL(t *testing.T) {
 			if err != nil {
 				t.Fatalf("openssl pkcs12 -nocerts: %v\n%s", err, keyOut)
 			}
-			if k, err := keygen.ParsePEM(keyOut); err != nil || !keyMatches(m.Certificate, k) {
+			if k, err := keygen.ParsePEM(keyOut); err != nil || !deploy.KeyMatches(m.Certificate, k) {
 				t.Errorf("openssl's key: %v", err)
 			}
 			jksCopy := filepath.Join(t.TempDir(), "copy.jks")
@@ -175,7 +175,7 @@ func TestEncodePKCS12RoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if signer, ok := key.(crypto.Signer); !ok || !keyMatches(m.Certificate, signer) || !leaf.Equal(m.Certificate) || len(cas) != 1 {
+			if signer, ok := key.(crypto.Signer); !ok || !deploy.KeyMatches(m.Certificate, signer) || !leaf.Equal(m.Certificate) || len(cas) != 1 {
 				t.Errorf("decoded key/leaf/chain differ (%d CAs)", len(cas))
 			}
 			if _, _, _, err := gopkcs12.DecodeChain(data, tc.pw+"x"); err == nil {

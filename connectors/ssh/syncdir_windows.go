@@ -1,5 +1,0 @@
-package ssh
-
-// syncDir does nothing on Windows: directories cannot be opened for
-// fsync there, and NTFS journals renames itself.
-func syncDir(string) error { return nil }
