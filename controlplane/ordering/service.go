@@ -346,6 +346,18 @@ func (s *Service) Rotate(ctx context.Context, account string, req RotateRequest)
 		ID: orderID, Account: account, BotID: bot.ID, JobID: jobID, Action: action, Fingerprint: cert.Fingerprint,
 		Location: loc.URI, TemplateID: tmpl.ID, Connector: tmpl.CAConnector, CASettings: tmpl.CASettings,
 		Status: store.OrderInitiated, BatchID: req.BatchID, CreatedBy: req.CreatedBy, CreatedAt: now, UpdatedAt: now,
+		DeployKind: rot.Deploy.Kind, KeyWhere: rot.Key.Where,
+	}
+	// The key inventory (P4) lists the keys rotations made: a kept key
+	// (a renewal, key pair "existing") made none.
+	if !rot.Key.Existing {
+		o.KeyAlgorithm = rot.Key.Algorithm
+	}
+	if k := rot.Key.PKCS11; k != nil {
+		o.KeyRef = k.Label
+		if k.ID != "" {
+			o.KeyRef += "#" + k.ID
+		}
 	}
 	job := store.Job{ID: jobID, Account: account, BotID: bot.ID, Kind: protocol.JobRotate, Payload: sealed, OrderID: orderID,
 		Status: store.JobPending, CreatedAt: now}

@@ -205,6 +205,7 @@ func (s *Server) routes(dashboard http.Handler) {
 	var more []templateRoute
 	more = append(more, s.templateRoutes(p)...)
 	more = append(more, s.orderRoutes(p)...)
+	more = append(more, s.keyRoutes(p)...)
 	more = append(more, s.batchRoutes(p)...)
 	for _, rt := range more {
 		m.Handle(rt.pattern, s.user(rt.perm, rt.action, rt.h))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emsign/bot/protocol"
@@ -14,12 +15,32 @@ import (
 
 // Keys lists the account's keys, newest first.
 func (s *SQL) Keys(ctx context.Context, account string, limit int) ([]Key, error) {
+	return s.FoundKeys(ctx, account, KeyFilter{Limit: limit})
+}
+
+// FoundKeys lists the keys scans found, newest first: with a location,
+// the keys at that URI and the keys found with the certificate present
+// there (a PEM key file beside its certificate file).
+func (s *SQL) FoundKeys(ctx context.Context, account string, f KeyFilter) ([]Key, error) {
+	where, args := []string{"account_id = ?"}, []any{account}
+	if f.BotID != "" {
+		where, args = append(where, "bot_id = ?"), append(args, f.BotID)
+	}
+	if f.Location != "" {
+		sub, subArgs := "SELECT l.fingerprint FROM locations l WHERE l.account_id = ? AND l.uri = ? AND l.present = 1", []any{account, f.Location}
+		if f.BotID != "" {
+			sub, subArgs = sub+" AND l.bot_id = ?", append(subArgs, f.BotID)
+		}
+		where = append(where, "(uri = ? OR (fingerprint <> '' AND fingerprint IN ("+sub+")))")
+		args = append(append(args, f.Location), subArgs...)
+	}
+	limit := f.Limit
 	if limit <= 0 {
 		limit = DefaultPageSize
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT uri, bot_id, source, class, algorithm, bits, label, key_id, extractable, sensitive,
-		usage, fingerprint, first_seen, last_seen, present FROM keys WHERE account_id = ? ORDER BY last_seen DESC, id DESC LIMIT ?`,
-		account, limit)
+		usage, fingerprint, first_seen, last_seen, present FROM keys WHERE `+strings.Join(where, " AND ")+`
+		ORDER BY last_seen DESC, id DESC LIMIT ? OFFSET ?`, append(args, limit, max(f.Offset, 0))...)
 	if err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
 	}
@@ -67,7 +88,7 @@ const topIssuers = 10
 
 // Dashboard computes the account's numbers from its inventory and its
 // orders (dashOrders). Counts of what later features bring (vulnerability
-// checks, email templates, keystores written, keys in templates) stay
+// checks, email templates, keys in templates) stay
 // zero: there is nothing to count them from yet, and the dashboard never
 // estimates. Enabled CSR templates, provisioning templates and key
 // profiles are counted (dashTemplates, templates.go).
@@ -292,8 +313,9 @@ func dashBots(ctx context.Context, tx *sql.Tx, account string, now time.Time, d 
 // status; Keys.Rotated the rotated and re-keyed ones. Configured counts
 // the present certificates that an order replaced or issued (each once);
 // NotConfigured the other present ones. Templates.CSRs counts the orders
-// that got a CSR (the partial index orders_csr). Keystores stays zero:
-// an order does not say what its location's deploy kind was.
+// that got a CSR (the partial index orders_csr); Templates.Keystores the
+// orders that wrote a JKS or PKCS#12 keystore and got it deployed
+// (deployed, rotated, re-keyed: the partial index orders_keystores).
 func dashOrders(ctx context.Context, tx *sql.Tx, account string, _ time.Time, d *Dashboard) error {
 	counts, err := countBy(ctx, tx, `SELECT status, COUNT(*) FROM orders WHERE account_id = ? GROUP BY status`, account)
 	if err != nil {
@@ -321,6 +343,12 @@ func dashOrders(ctx context.Context, tx *sql.Tx, account string, _ time.Time, d 
 		return err
 	}
 	c.NotConfigured = c.Discovered - c.Configured
-	return tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM orders WHERE account_id = ? AND csr_pem <> ''`, account).
-		Scan(&d.Templates.CSRs)
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM orders WHERE account_id = ? AND csr_pem <> ''`, account).
+		Scan(&d.Templates.CSRs); err != nil {
+		return err
+	}
+	// The kinds are literals (protocol.DeployJKS, DeployPKCS12), as in the
+	// partial index: SQLite uses it only when the query says the same.
+	return tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM orders WHERE account_id = ? AND deploy_kind IN ('jks', 'pkcs12')
+		AND status IN (?, ?, ?)`, account, OrderDeployed, OrderRotated, OrderRekeyed).Scan(&d.Templates.Keystores)
 }

@@ -65,7 +65,21 @@ type Order struct {
 	// BatchID is the mass replacement the order belongs to ("" for none).
 	BatchID string
 	// Remarks are the person's words (D7: revoke and suspend remarks).
-	Remarks   string
+	Remarks string
+	// DeployKind is what the location is (protocol.Deploy*: pem, jks,
+	// pkcs12, ...): the dashboard counts the keystores written (S4).
+	// "" for an order without deployment or made before it was recorded.
+	DeployKind string
+	// KeyWhere is where the new key is made (protocol.KeyWhere*:
+	// software, pkcs12, pkcs11), as the key profile said (P3).
+	KeyWhere string
+	// KeyAlgorithm is the new key's keygen name (ecdsa-p256, rsa-2048,
+	// ...; P4's key inventory); "" when the order keeps the key already
+	// there (a renewal, or key pair "existing").
+	KeyAlgorithm string
+	// KeyRef names a token key (KeyWhere pkcs11): its CKA_LABEL, and
+	// "#" and its CKA_ID (hex) when one was chosen; "" otherwise.
+	KeyRef    string
 	CreatedBy string // the actor, as the audit log names it
 	CreatedAt time.Time
 	UpdatedAt time.Time

@@ -191,6 +191,7 @@ type Store interface {
 
 	// Orders, the local CA, mass replacements and schedules (orders.go).
 	OrderStore
+	KeyInventory
 	// CALedger is where the account's local CA (connectors/ca/local)
 	// records what it issued, and takes its CRL numbers from. It does no
 	// I/O until a method is called; every replica sharing the database
@@ -456,7 +457,8 @@ type EndpointCounts struct{ Scanned, Protected, Unprotected int }
 type KeyCounts struct{ Total, Symmetric, Asymmetric, InTemplates, Rotated int }
 
 // TemplateCounts (S3, S4): enabled templates and key profiles; CSRs the
-// orders that got one. EmailTemplates and Keystores stay zero for now.
+// orders that got one. EmailTemplates stays zero for now; Keystores counts the
+// orders deployed to JKS and PKCS#12 keystores.
 type TemplateCounts struct{ CSRTemplates, ProvisioningTemplates, KeyProfiles, EmailTemplates, CSRs, Keystores int }
 
 // ExpiringCounts: certificates by the time left before they expire.

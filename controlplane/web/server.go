@@ -137,6 +137,7 @@ func (s *Server) routes() {
 	s.botRoutes()       // bots.go: bots, their settings and actions
 	s.templateRoutes()  // templates.go: CSR templates, key profiles, provisioning templates
 	s.orderRoutes()     // orders.go: a certificate's actions, orders and their history
+	s.keyRoutes()       // keys.go: the key inventory and each location's rotation history
 	s.batchRoutes()     // batches.go: mass replacement
 	s.scheduleRoutes()  // schedules.go: schedules and auto-renewal
 }
