@@ -115,9 +115,6 @@ func (p *Planner) Plan(ctx context.Context, account string, req PlanRequest) (st
 		status[b.ID] = b.Status
 	}
 
-	type cand struct {
-		fp, uri, bot, skip string
-	}
 	var cands []cand
 	f := req.Filter
 	f.Sort, f.Desc, f.Offset, f.Limit, f.After = store.SortFingerprint, false, 0, store.MaxPageSize, ""
@@ -155,6 +152,7 @@ func (p *Planner) Plan(ctx context.Context, account string, req PlanRequest) (st
 		return cmp.Or(cmp.Compare(boolInt(a.skip != ""), boolInt(b.skip != "")), cmp.Compare(a.bot, b.bot),
 			cmp.Compare(a.uri, b.uri), cmp.Compare(a.fp, b.fp))
 	})
+	cands = interleaveBots(cands)
 	b := store.Batch{
 		ID: p.newID(), Account: account, Name: req.Name, Filter: req.FilterJSON, TemplateID: req.TemplateID,
 		Action: req.Action, WaveSize: req.WaveSize, MaxFailures: req.MaxFailures, Status: store.BatchPlanned,
@@ -272,4 +270,37 @@ func Deployable(l store.Location) bool {
 		return true
 	}
 	return false
+}
+
+// cand is a location a plan may take; skip says why it cannot.
+type cand struct {
+	fp, uri, bot, skip string
+}
+
+// interleaveBots makes the bots take turns in a plan sorted by bot, the
+// skipped items staying last, so that a wave spans every bot: grouped by
+// bot, a wave of 500 over bots holding 2,500 locations each went to one
+// bot at a time while the others idled (measured: the four bots of the
+// benchmark worked strictly one after another). Within a bot the order is
+// kept.
+func interleaveBots(cands []cand) []cand {
+	rank := make([]int, len(cands))
+	seen := map[string]int{}
+	for i, c := range cands {
+		rank[i] = seen[c.bot]
+		seen[c.bot]++
+	}
+	order := make([]int, len(cands))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(x, y int) int {
+		a, b := cands[x], cands[y]
+		return cmp.Or(cmp.Compare(boolInt(a.skip != ""), boolInt(b.skip != "")), cmp.Compare(rank[x], rank[y]), cmp.Compare(a.bot, b.bot))
+	})
+	out := make([]cand, len(cands))
+	for i, j := range order {
+		out[i] = cands[j]
+	}
+	return out
 }

@@ -87,8 +87,16 @@ func (l *sqlLedger) Record(ctx context.Context, rec local.Record) (local.Record,
 }
 
 func (l *sqlLedger) get(ctx context.Context, col, v string) (local.Record, error) {
+	where := col + ` = ?`
+	if col == "order_ref" {
+		// Repeats the partial index's condition: without it SQLite cannot
+		// prove a bound ref is not '' and reads every record of the
+		// account (measured: a CSR call grew from 12 ms to 826 ms over a
+		// 10,000-location mass replacement).
+		where += ` AND order_ref <> ''`
+	}
 	rec, err := scanRecord(l.s.db.QueryRowContext(ctx, `SELECT `+ledgerColumns+` FROM ca_ledger WHERE account_id = ? AND `+
-		col+` = ?`, l.account, v))
+		where, l.account, v))
 	if errors.Is(err, sql.ErrNoRows) {
 		return local.Record{}, fmt.Errorf("ca ledger: %s %s: %w", col, v, local.ErrNotFound)
 	}

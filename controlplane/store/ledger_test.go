@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,5 +61,36 @@ func TestCALedgerIsolation(t *testing.T) {
 	}
 	if r, _ := a.Revoked(ctx); len(r) != 0 {
 		t.Errorf("a's CRL: %+v", r)
+	}
+}
+
+// The hot lookups of a mass replacement use their indexes, so that each
+// costs the same with 10,000 records as with 10 (a bound order ref read
+// every record of the account until its query repeated the partial
+// index's condition; the runner read every item of a batch).
+func TestLedgerAndBatchQueriesUseIndexes(t *testing.T) {
+	st := open(t)
+	db := st.DB()
+	for _, q := range []struct{ query, index string }{
+		{`SELECT serial FROM ca_ledger WHERE account_id = ? AND order_ref = ? AND order_ref <> ''`, "ca_ledger_order_ref"},
+		{`SELECT seq FROM batch_items WHERE batch_id = ? AND state = ? ORDER BY seq LIMIT 100`, "batch_items_state"},
+	} {
+		rows, err := db.Query(`EXPLAIN QUERY PLAN `+q.query, "a", "b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		if p := strings.Join(plan, "; "); !strings.Contains(p, q.index) || strings.Contains(p, "TEMP B-TREE") {
+			t.Errorf("%s: plan %v: want %s and no sort", q.query, plan, q.index)
+		}
 	}
 }
