@@ -5,95 +5,15 @@ package deploy
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/emsign/bot/agent/keygen"
+	"github.com/emsign/bot/internal/testsvc"
 )
-
-// sserver is an `openssl s_server` reading its certificate from PEM
-// files, (re)started by a reload script as a real server would be by
-// `systemctl restart`. Like `nginx -t`, the script first checks the
-// certificate file and refuses one that expires within ten minutes: a
-// reload that fails for a reason of the new files.
-type sserver struct {
-	dir    string // state: pid file, log
-	script string
-	addr   string
-}
-
-func startSServer(t *testing.T, certPath, keyPath string) *sserver {
-	t.Helper()
-	openssl, err := exec.LookPath("openssl")
-	if err != nil {
-		t.Fatal("openssl is needed for this test: ", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	s := &sserver{dir: t.TempDir(), addr: addr}
-	keyArg := ""
-	if keyPath != certPath {
-		keyArg = "-key " + keyPath // without it s_server reads the key from the cert file (HAProxy layout)
-	}
-	s.script = filepath.Join(s.dir, "reload.sh")
-	script := fmt.Sprintf(`#!/bin/sh
-D=%[1]s
-%[2]s x509 -in %[3]s -noout -checkend 600 >/dev/null || { echo "config test failed: %[3]s expires within 10 minutes" >&2; exit 1; }
-if [ -f $D/server.pid ]; then
-	pid=$(cat $D/server.pid)
-	kill $pid 2>/dev/null
-	i=0; while kill -0 $pid 2>/dev/null && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
-fi
-%[2]s s_server -cert %[3]s %[4]s -accept %[5]s -www -quiet </dev/null >>$D/server.log 2>&1 &
-echo $! > $D/server.pid
-echo restarted
-`, s.dir, openssl, certPath, keyArg, addr)
-	writeFile(t, s.script, []byte(script), 0o755)
-	t.Cleanup(func() {
-		if b, err := os.ReadFile(filepath.Join(s.dir, "server.pid")); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	})
-	if out, err := exec.Command(s.script).CombinedOutput(); err != nil {
-		t.Fatalf("start s_server: %v\n%s", err, out)
-	}
-	return s
-}
-
-// waitServes waits until the server presents the leaf fp.
-func (s *sserver) waitServes(t *testing.T, fp string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	var got string
-	var err error
-	for time.Now().Before(deadline) {
-		got, err = served(context.Background(), Endpoint{Address: s.addr})
-		if err == nil && got == fp {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	log, _ := os.ReadFile(filepath.Join(s.dir, "server.log"))
-	t.Fatalf("%s serves %s (%v), want %s; log:\n%s", s.addr, ShortFingerprint(got), err, ShortFingerprint(fp), log)
-}
-
-func (s *sserver) reload() *Command {
-	return &Command{Argv: []string{s.script}, Timeout: 20 * time.Second}
-}
 
 // TestRotateOpenSSL covers the real-server cases, in nginx (fullchain +
 // key, PKCS#1 key 0640) and HAProxy (one combined file, 0600) layouts.
@@ -134,16 +54,16 @@ func TestRotateOpenSSL(t *testing.T) {
 					writeFile(t, cfg.CertPath, cat(old.certPEM, p.chainPEM), 0o644)
 					writeFile(t, cfg.KeyPath, old.keyPEM, lay.keyMode)
 				}
-				srv := startSServer(t, cfg.CertPath, cfg.KeyPath)
-				srv.waitServes(t, old.fp)
-				cfg.Reload = srv.reload()
+				srv := testsvc.StartSServer(t, cfg.CertPath, cfg.KeyPath)
+				srv.WaitServes(t, "new.test", old.fp)
+				cfg.Reload = &Command{Argv: []string{srv.Script}, Timeout: 20 * time.Second}
 				if c == "verify fails" {
 					// A reload that does not make the server reread: it
 					// keeps serving the old certificate.
 					cfg.Reload = &Command{Argv: []string{"true"}}
 					cfg.VerifyTimeout = time.Second
 				}
-				cfg.Verify = []Endpoint{{Address: srv.addr, ServerName: "new.test"}}
+				cfg.Verify = []Endpoint{{Address: srv.Addr, ServerName: "new.test"}}
 				before := snap(t, dir)
 				d, err := New(cfg)
 				if err != nil {
@@ -164,7 +84,7 @@ func TestRotateOpenSSL(t *testing.T) {
 					if got := stepNames(*steps); got != "prepare:ok backup:ok write:ok reload:ok verify:ok" {
 						t.Errorf("steps %s", got)
 					}
-					srv.waitServes(t, nw.fp)
+					srv.WaitServes(t, "new.test", nw.fp)
 					// The backup holds the old files, byte for byte.
 					entries, _ := os.ReadDir(res.BackupDir)
 					var found int
@@ -214,7 +134,7 @@ func TestRotateOpenSSL(t *testing.T) {
 					if !snap(t, dir).equal(before) {
 						t.Error("files are not byte-identical to before")
 					}
-					srv.waitServes(t, old.fp)
+					srv.WaitServes(t, "new.test", old.fp)
 					msg := (*steps)[len(*steps)-1].Message
 					if !strings.Contains(msg, "serves "+ShortFingerprint(old.fp)) {
 						t.Errorf("rollback did not verify the old certificate: %s", msg)

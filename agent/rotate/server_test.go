@@ -4,107 +4,19 @@ package rotate
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/tls"
-	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/emsign/bot/agent/deploy"
 	"github.com/emsign/bot/agent/keygen"
+	"github.com/emsign/bot/internal/testsvc"
 	"github.com/emsign/bot/protocol"
 )
-
-// sserver is an `openssl s_server` reading its certificate from PEM
-// files, (re)started by a reload script as `systemctl restart` would (the
-// approach of agent/deploy's tests). Like `nginx -t`, the script refuses a
-// certificate that expires within ten minutes: a reload that fails because
-// of the new files.
-type sserver struct {
-	dir    string
-	script string
-	addr   string
-}
-
-func startSServer(t *testing.T, certPath, keyPath string) *sserver {
-	t.Helper()
-	openssl, err := exec.LookPath("openssl")
-	if err != nil {
-		t.Fatal("openssl is needed for this test: ", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	s := &sserver{dir: t.TempDir(), addr: addr}
-	keyArg := ""
-	if keyPath != certPath {
-		keyArg = "-key " + keyPath
-	}
-	s.script = filepath.Join(s.dir, "reload.sh")
-	script := fmt.Sprintf(`#!/bin/sh
-D=%[1]s
-%[2]s x509 -in %[3]s -noout -checkend 600 >/dev/null || { echo "config test failed: %[3]s expires within 10 minutes" >&2; exit 1; }
-if [ -f $D/server.pid ]; then
-	pid=$(cat $D/server.pid)
-	kill $pid 2>/dev/null
-	i=0; while kill -0 $pid 2>/dev/null && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
-fi
-%[2]s s_server -cert %[3]s %[4]s -accept %[5]s -www -quiet </dev/null >>$D/server.log 2>&1 &
-echo $! > $D/server.pid
-echo restarted
-`, s.dir, openssl, certPath, keyArg, addr)
-	writeFile(t, s.script, []byte(script), 0o755)
-	t.Cleanup(func() {
-		if b, err := os.ReadFile(filepath.Join(s.dir, "server.pid")); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	})
-	if out, err := exec.Command(s.script).CombinedOutput(); err != nil {
-		t.Fatalf("start s_server: %v\n%s", err, out)
-	}
-	return s
-}
-
-// served is the SHA-256 of the leaf the server presents.
-func (s *sserver) served() (string, error) {
-	d := &net.Dialer{Timeout: 2 * time.Second}
-	c, err := tls.DialWithDialer(d, "tcp", s.addr, &tls.Config{InsecureSkipVerify: true, ServerName: "www.rotate.test"})
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	sum := sha256.Sum256(c.ConnectionState().PeerCertificates[0].Raw)
-	return hex.EncodeToString(sum[:]), nil
-}
-
-func (s *sserver) waitServes(t *testing.T, fp string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	var got string
-	var err error
-	for time.Now().Before(deadline) {
-		if got, err = s.served(); err == nil && got == fp {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	log, _ := os.ReadFile(filepath.Join(s.dir, "server.log"))
-	t.Fatalf("%s serves %.16s (%v), want %.16s; log:\n%s", s.addr, got, err, fp, log)
-}
 
 // TestRotateOpenSSL rotates PEM files served by a real openssl s_server
 // and restarted by an allowed reload command (B9, P1, P8): the endpoint
@@ -151,9 +63,9 @@ func TestRotateOpenSSL(t *testing.T) {
 			}
 			writeFile(t, certPath, old.certPEM, 0o644)
 			writeFile(t, keyPath, old.keyPEM, 0o640)
-			srv := startSServer(t, certPath, keyPath)
-			srv.waitServes(t, deploy.Fingerprint(old.cert))
-			allowed := []string{srv.script}
+			srv := testsvc.StartSServer(t, certPath, keyPath)
+			srv.WaitServes(t, "www.rotate.test", deploy.Fingerprint(old.cert))
+			allowed := []string{srv.Script}
 			if tc.notAllowed {
 				allowed = []string{"systemctl reload nginx"}
 			}
@@ -166,7 +78,7 @@ func TestRotateOpenSSL(t *testing.T) {
 				Key:            protocol.KeySpec{Where: protocol.KeyWhereSoftware, Algorithm: "ecdsa-p256"},
 				CSR:            protocol.CSRSpec{CopyFromCertificate: true},
 				Deploy: protocol.DeploySpec{Kind: protocol.DeployPEM, CertPath: certPath, KeyPath: keyPath, ChainInCert: true,
-					Reload: []string{srv.script}, Verify: []protocol.VerifyEndpoint{{Address: srv.addr, ServerName: "www.rotate.test"}},
+					Reload: []string{srv.Script}, Verify: []protocol.VerifyEndpoint{{Address: srv.Addr, ServerName: "www.rotate.test"}},
 					VerifyTimeout: protocol.Duration(10 * time.Second)},
 			}
 			if tc.renew {
@@ -194,7 +106,7 @@ func TestRotateOpenSSL(t *testing.T) {
 			posts := cp.posts(order)
 			switch tc.wantOutcome {
 			case protocol.OutcomeDeployed:
-				srv.waitServes(t, res.Fingerprint)
+				srv.WaitServes(t, "www.rotate.test", res.Fingerprint)
 				if len(posts) != tc.pending+1 || cp.issued() != 1 {
 					t.Errorf("%d posts, %d certificates issued; want %d and 1", len(posts), cp.issued(), tc.pending+1)
 				}
@@ -221,7 +133,7 @@ func TestRotateOpenSSL(t *testing.T) {
 					t.Errorf("key step %q does not name the key file found", res.Steps[0].Message)
 				}
 			case protocol.OutcomeRolledBack:
-				srv.waitServes(t, deploy.Fingerprint(old.cert))
+				srv.WaitServes(t, "www.rotate.test", deploy.Fingerprint(old.cert))
 				for p, b := range before {
 					if string(readFile(t, p)) != string(b) {
 						t.Errorf("%s is not what it was before", p)
@@ -234,7 +146,7 @@ func TestRotateOpenSSL(t *testing.T) {
 				if len(posts) != 0 {
 					t.Errorf("%d CSRs posted for a rotation refused before it began", len(posts))
 				}
-				want := fmt.Sprintf("reload command %q is not in this bot's allowed_reload: allow it with emsign-bot configure --allow-reload", srv.script)
+				want := fmt.Sprintf("reload command %q is not in this bot's allowed_reload: allow it with emsign-bot configure --allow-reload", srv.Script)
 				if !strings.Contains(res.Steps[0].Message, want) {
 					t.Errorf("message %q, want %q", res.Steps[0].Message, want)
 				}
