@@ -26,8 +26,8 @@ import (
 	"time"
 )
 
-// binaries builds emsign-cp and emsign-bot once for the package's tests.
-func binaries(t *testing.T) (cp, bot string) {
+// binaries builds emsign-cp and emsign-bot for a test or a benchmark.
+func binaries(t testing.TB) (cp, bot string) {
 	t.Helper()
 	dir := t.TempDir()
 	cp, bot = filepath.Join(dir, "emsign-cp"), filepath.Join(dir, "emsign-bot")
@@ -41,7 +41,7 @@ func binaries(t *testing.T) (cp, bot string) {
 }
 
 // runJSON runs an admin command and decodes the one JSON object it prints.
-func runJSON(t *testing.T, bin string, args ...string) map[string]any {
+func runJSON(t testing.TB, bin string, args ...string) map[string]any {
 	t.Helper()
 	out, err := exec.Command(bin, args...).Output()
 	if err != nil {

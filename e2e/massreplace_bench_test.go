@@ -69,7 +69,7 @@ func BenchmarkMassReplacement(b *testing.B) {
 		b.Fatalf("%s=%d: more bots than %s=%d", envBenchBots, bots, envBenchLocations, locations)
 	}
 	b.StopTimer()
-	cpBin, botBin := massBinaries(b)
+	cpBin, botBin := binaries(b)
 	var seconds, cpu, peakMB float64
 	for range b.N {
 		r := runMassReplacement(b, cpBin, botBin, locations, bots, wave)
@@ -116,13 +116,13 @@ func runMassReplacement(b *testing.B, cpBin, botBin string, locations, bots, wav
 	b.Logf("setup: %d locations on %d bots issued in %s", locations, bots, time.Since(t0).Round(time.Millisecond))
 
 	data := b.TempDir()
-	account := massRunJSON(b, cpBin, "account", "create", "--data", data, "--name", "Example Corp")["account"].(string)
-	massRunJSON(b, cpBin, "account", "set-limit", "--data", data, "--account", account, "--bots", strconv.Itoa(bots))
-	apiKey := massRunJSON(b, cpBin, "apikey", "create", "--data", data, "--account", account, "--role", "administrator")["api_key"].(string)
+	account := runJSON(b, cpBin, "account", "create", "--data", data, "--name", "Example Corp")["account"].(string)
+	runJSON(b, cpBin, "account", "set-limit", "--data", data, "--account", account, "--bots", strconv.Itoa(bots))
+	apiKey := runJSON(b, cpBin, "apikey", "create", "--data", data, "--account", account, "--role", "administrator")["api_key"].(string)
 	type bot struct{ id, token, state string }
 	bs := make([]bot, bots)
 	for i := range bs {
-		created := massRunJSON(b, cpBin, "bot", "create", "--data", data, "--account", account, "--name", fmt.Sprintf("web-%d", i))
+		created := runJSON(b, cpBin, "bot", "create", "--data", data, "--account", account, "--name", fmt.Sprintf("web-%d", i))
 		bs[i] = bot{id: created["bot_id"].(string), token: created["token"].(string), state: b.TempDir()}
 	}
 	cp := startMassCP(b, cpBin, data, filepath.Join(logDir, "emsign-cp.log"))
@@ -449,36 +449,6 @@ func massParallel(n int, fn func(i int)) {
 	}
 	close(next)
 	wg.Wait()
-}
-
-// massBinaries builds emsign-cp and emsign-bot: binaries' work for a
-// benchmark (binaries takes a *testing.T).
-func massBinaries(b testing.TB) (cp, bot string) {
-	dir := b.TempDir()
-	cp, bot = filepath.Join(dir, "emsign-cp"), filepath.Join(dir, "emsign-bot")
-	for out, pkg := range map[string]string{cp: "../controlplane/cmd/emsign-cp", bot: "../agent/cmd/emsign-bot"} {
-		if o, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
-			b.Fatalf("build %s: %v\n%s", pkg, err, o)
-		}
-	}
-	return cp, bot
-}
-
-// massRunJSON is runJSON for a benchmark.
-func massRunJSON(b testing.TB, bin string, args ...string) map[string]any {
-	out, err := exec.Command(bin, args...).Output()
-	if err != nil {
-		var stderr []byte
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = ee.Stderr
-		}
-		b.Fatalf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, stderr)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(out, &m); err != nil {
-		b.Fatalf("%s %s printed %q, not one JSON object", filepath.Base(bin), strings.Join(args, " "), out)
-	}
-	return m
 }
 
 // massCP is a running emsign-cp serve for a benchmark (controlPlane
