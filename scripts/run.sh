@@ -60,7 +60,16 @@ for _ in $(seq 1 150); do api GET /bots >/dev/null 2>&1 && break; sleep 0.2; don
 
 if [ "${fresh:-}" = 1 ]; then
 	bin/emsign-bot activate --state "$STATE" --account "$ACCOUNT" --token "$token" --url "$URL" --ca-file "$DATA/ca.pem"
-	dirs=""
+	# A demo site to rotate (B9): a self-signed certificate and its key in
+	# PEM files, found by the scan; rotating it from its page in the
+	# dashboard orders from the account's private CA.
+	site=$(cd "$RUN" && pwd)/demo-site
+	mkdir -p "$site"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=demo.example.test \
+		-addext subjectAltName=DNS:demo.example.test -keyout "$site/key.pem" -out "$site/cert.pem" 2>/dev/null
+	api POST /provisioning-templates \
+		'{"name":"Private CA","default":true,"key_pair":"new","keystore_password_type":"random","ca_connector":"local"}' >/dev/null
+	dirs=",\"file://$site\""
 	for d in /etc/ssl /etc/pki /usr/local/share/ca-certificates; do
 		[ -d "$d" ] && dirs="$dirs,\"file://$d?password=changeit\""
 	done
@@ -88,6 +97,8 @@ account:  $ACCOUNT
 API key:  $API_KEY
 bot:      $BOT_ID   (state: $STATE)
 found:    $certs certificates so far (GET $URL/api/v1/certificates)
+rotate:   open demo.example.test in the dashboard's Certificates, Rotate
+          (its files are in $RUN/demo-site; the account's private CA issues)
 
   curl --cacert $DATA/ca.pem -H "Authorization: Bearer $API_KEY" $URL/api/v1/certificates
 
