@@ -60,14 +60,21 @@ func TestRunWithOrdering(t *testing.T) {
 		t.Fatal(err)
 	}
 	seen := map[string]int{}
+	scans := 0
 	for round := 0; round < 5 && batchOf(t, f, b.ID).Status == store.BatchRunning; round++ {
 		pass(t, runner)
 		jobs, err := f.st.TakeJobs(ctx, f.active)
 		if err != nil {
 			t.Fatal(err)
 		}
-		// A bot whose rotations are all done gets a recheck scan: only
-		// the rotate jobs count here.
+		// A bot whose rotations are all done gets a recheck scan, but
+		// not between waves: only once the batch has nothing pending.
+		if slices.ContainsFunc(jobs, func(j store.Job) bool { return j.Kind == protocol.JobScan }) {
+			if bb := batchOf(t, f, b.ID); bb.Counts.Pending > 0 {
+				t.Errorf("a recheck scan between waves (%d items pending)", bb.Counts.Pending)
+			}
+			scans++
+		}
 		jobs = slices.DeleteFunc(jobs, func(j store.Job) bool { return j.Kind != protocol.JobRotate })
 		if len(jobs) > 4 {
 			t.Fatalf("%d rotate jobs at once, wave size 4", len(jobs))
@@ -112,6 +119,18 @@ func TestRunWithOrdering(t *testing.T) {
 	}
 	if len(seen) != 6 {
 		t.Fatalf("locations rotated %v", seen)
+	}
+	last, err := f.st.TakeJobs(ctx, f.active)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range last {
+		if j.Kind == protocol.JobScan {
+			scans++
+		}
+	}
+	if scans != 1 {
+		t.Errorf("%d recheck scans, want one after the last wave", scans)
 	}
 	for l, n := range seen {
 		if n != 1 {
