@@ -42,6 +42,11 @@ func JobResultPath(id string) string { return BotAPIPrefix + "/jobs/" + id }
 // itself it is the heartbeat (last seen).
 const HeaderBotVersion = "X-Emsign-Bot-Version"
 
+// HeaderBotCapability carries the bot's CapabilityVersion on every call,
+// so that a bot upgraded in place (activated under an older protocol) is
+// offered what its new version understands, such as rotations.
+const HeaderBotCapability = "X-Emsign-Bot-Capability"
+
 // HeaderBotPath carries, with the heartbeat, how the bot reaches the
 // control plane now: "direct", "proxy" or "via HOST:PORT" (as
 // ActivateRequest.Path; it changes with emsign-bot configure).

@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -203,6 +204,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		req.Header[k] = vs
 	}
 	req.Header.Set(protocol.HeaderBotVersion, c.version)
+	req.Header.Set(protocol.HeaderBotCapability, strconv.Itoa(protocol.CapabilityVersion))
 	if c.path != "" {
 		req.Header.Set(protocol.HeaderBotPath, c.path)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -109,6 +110,15 @@ func (s *Server) bot(h func(http.ResponseWriter, *http.Request, store.Bot)) http
 			s.log.Warn("last seen not recorded", "bot", b.ID, "err", err)
 		} else if path != "" {
 			b.Path = path
+		}
+		// A bot upgraded in place says so on every call; a lower or
+		// malformed number changes nothing.
+		if c, err := strconv.Atoi(r.Header.Get(protocol.HeaderBotCapability)); err == nil && c > b.Capability {
+			if err := s.st.RaiseBotCapability(r.Context(), b.ID, c); err != nil {
+				s.log.Warn("capability not recorded", "bot", b.ID, "err", err)
+			} else {
+				b.Capability = c
+			}
 		}
 		if b.Status != protocol.BotActive {
 			writeError(w, http.StatusForbidden, "bot is "+b.Status)

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -80,5 +81,45 @@ func TestBotPathFromActivation(t *testing.T) {
 	r.json(t, &v)
 	if len(v.Path) != 300 || !strings.HasPrefix(v.Path, "proxyxx") {
 		t.Fatalf("activation path %q", v.Path)
+	}
+}
+
+// A bot activated under an older protocol and upgraded in place reports
+// its new version on every call, and is offered rotations from then on; a
+// lower or malformed number changes nothing (B9).
+func TestBotCapabilityRaisedByHeader(t *testing.T) {
+	e := newEnv(t)
+	account, key := e.account(1)
+	id, token := e.createBot(key, "web")
+	b := e.activate(account, token)
+	ctx := context.Background()
+	if _, err := e.st.DB().ExecContext(ctx, `UPDATE bots SET capability = 1 WHERE id = ?`, id); err != nil {
+		t.Fatal(err)
+	}
+	capability := func() int {
+		t.Helper()
+		bot, err := e.st.Bot(ctx, account, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bot.Capability
+	}
+	for _, step := range []struct {
+		header string
+		want   int
+	}{
+		{"", 1},
+		{"two", 1},
+		{"2", 2},
+		{"1", 2},
+	} {
+		var h []string
+		if step.header != "" {
+			h = []string{protocol.HeaderBotCapability, step.header}
+		}
+		b.want(b.do("GET", protocol.PathConfig, nil, h...), http.StatusOK)
+		if got := capability(); got != step.want {
+			t.Errorf("after a call with capability %q: %d, want %d", step.header, got, step.want)
+		}
 	}
 }

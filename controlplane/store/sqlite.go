@@ -503,6 +503,14 @@ func (s *SQL) TouchBot(ctx context.Context, id string, at time.Time, version, pa
 	return nil
 }
 
+// RaiseBotCapability records a higher protocol version.
+func (s *SQL) RaiseBotCapability(ctx context.Context, id string, capability int) error {
+	if _, err := s.db.ExecContext(ctx, `UPDATE bots SET capability = ? WHERE id = ? AND capability < ?`, capability, id, capability); err != nil {
+		return fmt.Errorf("raise bot capability: %w", err)
+	}
+	return nil
+}
+
 // SetTargets replaces the bot's targets and queues config_changed.
 func (s *SQL) SetTargets(ctx context.Context, account, id string, tc TargetConfig, jobID string) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {

@@ -61,6 +61,10 @@ type Store interface {
 	// TouchBot records a call from the bot (last seen), and the version and
 	// path it reported when not empty.
 	TouchBot(ctx context.Context, id string, at time.Time, version, path string) error
+	// RaiseBotCapability records the protocol version a bot reports when
+	// it is higher than the one recorded (a bot upgraded in place); it
+	// never lowers it.
+	RaiseBotCapability(ctx context.Context, id string, capability int) error
 
 	// SetTargets replaces a bot's targets and schedule and queues a
 	// config_changed job (one at most pending).
