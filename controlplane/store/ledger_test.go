@@ -74,8 +74,11 @@ func TestLedgerAndBatchQueriesUseIndexes(t *testing.T) {
 	for _, q := range []struct{ query, index string }{
 		{`SELECT serial FROM ca_ledger WHERE account_id = ? AND order_ref = ? AND order_ref <> ''`, "ca_ledger_order_ref"},
 		{`SELECT seq FROM batch_items WHERE batch_id = ? AND state = ? ORDER BY seq LIMIT 100`, "batch_items_state"},
+		{`SELECT id FROM orders WHERE account_id = ? AND bot_id = ? AND status = ? ORDER BY created_at DESC, id DESC LIMIT 1`, "orders_bot_status"},
+		{`SELECT id FROM orders WHERE account_id = ? AND status = ? ORDER BY created_at DESC, id DESC LIMIT 100`, "orders_status"},
 	} {
-		rows, err := db.Query(`EXPLAIN QUERY PLAN `+q.query, "a", "b")
+		args := []any{"a", "b", "c"}[:strings.Count(q.query, "?")]
+		rows, err := db.Query(`EXPLAIN QUERY PLAN `+q.query, args...)
 		if err != nil {
 			t.Fatal(err)
 		}
