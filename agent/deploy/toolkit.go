@@ -294,3 +294,27 @@ func ParseDeployTarget(spec protocol.DeploySpec, kind, scheme string) (protocol.
 	}
 	return t, nil
 }
+
+// CheckService makes the checks every target of a remote service (ACM,
+// F5, Cloudflare) starts with: spec is of kind and names its discovery
+// target of scheme; it has no reload, since such a service runs no command
+// (noReload says what happens instead); env is usable; the verify
+// endpoints are host:port. Errors are unprefixed: the caller adds its
+// connector's name.
+func CheckService(spec protocol.DeploySpec, env Env, kind, scheme, noReload string) (Env, []Endpoint, error) {
+	if _, err := ParseDeployTarget(spec, kind, scheme); err != nil {
+		return env, nil, err
+	}
+	if len(spec.Reload) > 0 {
+		return env, nil, fmt.Errorf("deploy reload: %s", noReload)
+	}
+	env, err := CheckEnv(env)
+	if err != nil {
+		return env, nil, err
+	}
+	eps, err := EndpointsHostPort(spec.Verify)
+	if err != nil {
+		return env, nil, err
+	}
+	return env, eps, nil
+}

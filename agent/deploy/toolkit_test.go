@@ -287,3 +287,39 @@ func TestSpecAndEnvChecks(t *testing.T) {
 		})
 	}
 }
+
+// P8: the checks a remote service's target starts with, in one place.
+func TestCheckService(t *testing.T) {
+	ok := protocol.DeploySpec{Kind: protocol.DeployCloudflare, Target: "cloudflare://023e105f4ecef8ad9ca31a8372d0c353?api_token=env:CF_TOKEN",
+		Verify: []protocol.VerifyEndpoint{{Address: "127.0.0.1:443"}}}
+	env := Env{BackupDir: "/var/lib/emsign-bot/backups"}
+	for _, tt := range []struct {
+		name string
+		spec func(protocol.DeploySpec) protocol.DeploySpec
+		env  Env
+		want string
+	}{
+		{"ok", func(s protocol.DeploySpec) protocol.DeploySpec { return s }, env, ""},
+		{"kind", func(s protocol.DeploySpec) protocol.DeploySpec { s.Kind = protocol.DeployF5; return s }, env, `deploy kind "f5"`},
+		{"scheme", func(s protocol.DeploySpec) protocol.DeploySpec { s.Target = "file:///etc/ssl"; return s }, env, `scheme "file"`},
+		{"reload", func(s protocol.DeploySpec) protocol.DeploySpec { s.Reload = []string{"true"}; return s }, env, "deploy reload: the edge picks it up"},
+		{"verify", func(s protocol.DeploySpec) protocol.DeploySpec {
+			s.Verify = []protocol.VerifyEndpoint{{Address: "no-port"}}
+			return s
+		}, env, "no-port"},
+		{"env", func(s protocol.DeploySpec) protocol.DeploySpec { return s }, Env{BackupDir: "rel"}, "absolute"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, eps, err := CheckService(tt.spec(ok), tt.env, protocol.DeployCloudflare, protocol.SchemeCloudflare, "the edge picks it up")
+			if tt.want == "" {
+				if err != nil || len(eps) != 1 || got.Logger == nil || got.Now == nil {
+					t.Fatalf("got %v %v %v", eps, got, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err %v, want %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -63,23 +63,13 @@ func NewDeployer(spec protocol.DeploySpec, env deploy.Env) (deploy.Target, error
 // NewDeployerConfig is NewDeployer with the connector's Config (an HTTP
 // client, the SDK's retry bound); its Logger and Now default to env's.
 func NewDeployerConfig(spec protocol.DeploySpec, env deploy.Env, cfg Config) (*Deployer, error) {
-	if _, err := deploy.ParseDeployTarget(spec, protocol.DeployACM, protocol.SchemeAWS); err != nil {
+	env, eps, err := deploy.CheckService(spec, env, protocol.DeployACM, protocol.SchemeAWS, "ACM runs no command; services using the certificate pick the re-import up by themselves")
+	if err != nil {
 		return nil, fmt.Errorf("aws: %w", err)
 	}
 	sm := acmARN.FindStringSubmatch(spec.Object)
 	if sm == nil {
 		return nil, fmt.Errorf("aws: deploy object %q is not an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/ID)", spec.Object)
-	}
-	if len(spec.Reload) > 0 {
-		return nil, errors.New("aws: deploy reload: ACM runs no command; services using the certificate pick the re-import up by themselves")
-	}
-	env, err := deploy.CheckEnv(env)
-	if err != nil {
-		return nil, fmt.Errorf("aws: %w", err)
-	}
-	eps, err := deploy.EndpointsHostPort(spec.Verify)
-	if err != nil {
-		return nil, fmt.Errorf("aws: %w", err)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = env.Logger

@@ -63,23 +63,13 @@ func NewDeployer(spec protocol.DeploySpec, env deploy.Env) (deploy.Target, error
 // NewDeployerConfig is NewDeployer with the connector's Config (HTTP
 // client, retries); its Logger and Now default to env's.
 func NewDeployerConfig(spec protocol.DeploySpec, env deploy.Env, cfg Config) (*Deployer, error) {
-	if _, err := deploy.ParseDeployTarget(spec, protocol.DeployCloudflare, protocol.SchemeCloudflare); err != nil {
+	env, eps, err := deploy.CheckService(spec, env, protocol.DeployCloudflare, protocol.SchemeCloudflare, "Cloudflare runs no command; the edge serves the new certificate by itself")
+	if err != nil {
 		return nil, fmt.Errorf("cloudflare: %w", err)
 	}
 	zone, id, ok := strings.Cut(spec.Object, "#")
 	if !ok || !cfID.MatchString(zone) || !cfID.MatchString(id) {
 		return nil, fmt.Errorf("cloudflare: deploy object %q: want ZONE_ID#CUSTOM_CERTIFICATE_ID", spec.Object)
-	}
-	if len(spec.Reload) > 0 {
-		return nil, errors.New("cloudflare: deploy reload: Cloudflare runs no command; the edge serves the new certificate by itself")
-	}
-	env, err := deploy.CheckEnv(env)
-	if err != nil {
-		return nil, fmt.Errorf("cloudflare: %w", err)
-	}
-	eps, err := deploy.EndpointsHostPort(spec.Verify)
-	if err != nil {
-		return nil, fmt.Errorf("cloudflare: %w", err)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = env.Logger

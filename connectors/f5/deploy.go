@@ -81,23 +81,13 @@ func NewDeployer(spec protocol.DeploySpec, env deploy.Env) (deploy.Target, error
 // NewDeployerConfig is NewDeployer with the connector's Config (HTTP
 // client, timeout, retry backoff); its Logger and Now default to env's.
 func NewDeployerConfig(spec protocol.DeploySpec, env deploy.Env, cfg Config) (*Deployer, error) {
-	if _, err := deploy.ParseDeployTarget(spec, protocol.DeployF5, protocol.SchemeF5); err != nil {
+	env, eps, err := deploy.CheckService(spec, env, protocol.DeployF5, protocol.SchemeF5, "a BIG-IP runs no command; the profile switch takes effect by itself")
+	if err != nil {
 		return nil, fmt.Errorf("f5: %w", err)
 	}
 	cert, profile, err := parseObject(spec.Object)
 	if err != nil {
 		return nil, fmt.Errorf("f5: deploy object: %w", err)
-	}
-	if len(spec.Reload) > 0 {
-		return nil, errors.New("f5: deploy reload: a BIG-IP runs no command; the profile switch takes effect by itself")
-	}
-	env, err = deploy.CheckEnv(env)
-	if err != nil {
-		return nil, fmt.Errorf("f5: %w", err)
-	}
-	eps, err := deploy.EndpointsHostPort(spec.Verify)
-	if err != nil {
-		return nil, fmt.Errorf("f5: %w", err)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = env.Logger
