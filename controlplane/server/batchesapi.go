@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -252,36 +253,8 @@ func (s *Server) batchRoutes(p string) []templateRoute {
 		}
 	}
 	return []templateRoute{
-		{"POST " + p + "/batches", rbac.ManageOrders, "batch.plan", func(w http.ResponseWriter, r *http.Request, _ store.APIKey, a ops.Actor) {
-			var body batchRequest
-			if err := readJSON(w, r, &body, maxBody, true); err != nil {
-				writeError(w, http.StatusBadRequest, err.Error())
-				return
-			}
-			req, err := body.request()
-			if err != nil {
-				s.opsError(w, r, err)
-				return
-			}
-			b, err := o.PlanBatch(r.Context(), a, req)
-			if err != nil {
-				s.opsError(w, r, err)
-				return
-			}
-			writeJSON(w, http.StatusCreated, viewBatch(b))
-		}},
-		{"GET " + p + "/batches", rbac.ViewOrders, "", func(w http.ResponseWriter, r *http.Request, _ store.APIKey, a ops.Actor) {
-			bs, err := o.Batches(r.Context(), a)
-			if err != nil {
-				s.opsError(w, r, err)
-				return
-			}
-			out := make([]BatchView, 0, len(bs))
-			for _, b := range bs {
-				out = append(out, viewBatch(b))
-			}
-			writeJSON(w, http.StatusOK, map[string]any{"batches": out})
-		}},
+		{"POST " + p + "/batches", rbac.ManageOrders, "batch.plan", createRoute(s, batchRequest.request, o.PlanBatch, viewBatch)},
+		{"GET " + p + "/batches", rbac.ViewOrders, "", listRoute(s, "batches", o.Batches, viewBatch)},
 		{"GET " + p + "/batches/{id}", rbac.ViewOrders, "", batch(func(r *http.Request, a ops.Actor) (store.Batch, error) {
 			return o.Batch(r.Context(), a, r.PathValue("id"))
 		}, http.StatusOK)},
@@ -335,36 +308,8 @@ func (s *Server) batchRoutes(p string) []templateRoute {
 				s.log.Error("batch report CSV", "batch", rep.Batch.ID, "err", err)
 			}
 		}},
-		{"POST " + p + "/schedules", rbac.ManageOrders, "schedule.create", func(w http.ResponseWriter, r *http.Request, _ store.APIKey, a ops.Actor) {
-			var body scheduleRequest
-			if err := readJSON(w, r, &body, maxBody, true); err != nil {
-				writeError(w, http.StatusBadRequest, err.Error())
-				return
-			}
-			req, err := body.request()
-			if err != nil {
-				s.opsError(w, r, err)
-				return
-			}
-			sc, err := o.CreateSchedule(r.Context(), a, req)
-			if err != nil {
-				s.opsError(w, r, err)
-				return
-			}
-			writeJSON(w, http.StatusCreated, viewSchedule(sc))
-		}},
-		{"GET " + p + "/schedules", rbac.ViewOrders, "", func(w http.ResponseWriter, r *http.Request, _ store.APIKey, a ops.Actor) {
-			ss, err := o.Schedules(r.Context(), a)
-			if err != nil {
-				s.opsError(w, r, err)
-				return
-			}
-			out := make([]ScheduleView, 0, len(ss))
-			for _, sc := range ss {
-				out = append(out, viewSchedule(sc))
-			}
-			writeJSON(w, http.StatusOK, map[string]any{"schedules": out})
-		}},
+		{"POST " + p + "/schedules", rbac.ManageOrders, "schedule.create", createRoute(s, scheduleRequest.request, o.CreateSchedule, viewSchedule)},
+		{"GET " + p + "/schedules", rbac.ViewOrders, "", listRoute(s, "schedules", o.Schedules, viewSchedule)},
 		{"DELETE " + p + "/schedules/{id}", rbac.ManageOrders, "schedule.cancel", func(w http.ResponseWriter, r *http.Request, _ store.APIKey, a ops.Actor) {
 			id := r.PathValue("id")
 			if err := o.CancelSchedule(r.Context(), a, id); err != nil {
@@ -373,5 +318,46 @@ func (s *Server) batchRoutes(p string) []templateRoute {
 			}
 			writeJSON(w, http.StatusOK, map[string]string{"id": id, "status": store.ScheduleCanceled})
 		}},
+	}
+}
+
+// createRoute is a user API route that makes one object: the JSON body B
+// becomes an ops request R (toRequest validates it), create makes the
+// object and the answer is 201 with its view.
+func createRoute[B, R, O, V any](s *Server, toRequest func(B) (R, error), create func(context.Context, ops.Actor, R) (O, error),
+	view func(O) V) userHandler {
+	return func(w http.ResponseWriter, r *http.Request, _ store.APIKey, a ops.Actor) {
+		var body B
+		if err := readJSON(w, r, &body, maxBody, true); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		req, err := toRequest(body)
+		if err != nil {
+			s.opsError(w, r, err)
+			return
+		}
+		obj, err := create(r.Context(), a, req)
+		if err != nil {
+			s.opsError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, view(obj))
+	}
+}
+
+// listRoute is a user API route that lists objects: {"<key>": [views]}.
+func listRoute[O, V any](s *Server, key string, list func(context.Context, ops.Actor) ([]O, error), view func(O) V) userHandler {
+	return func(w http.ResponseWriter, r *http.Request, _ store.APIKey, a ops.Actor) {
+		objs, err := list(r.Context(), a)
+		if err != nil {
+			s.opsError(w, r, err)
+			return
+		}
+		out := make([]V, 0, len(objs))
+		for _, o := range objs {
+			out = append(out, view(o))
+		}
+		writeJSON(w, http.StatusOK, map[string]any{key: out})
 	}
 }
