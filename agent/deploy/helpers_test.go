@@ -3,8 +3,6 @@ package deploy
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -18,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emsign/bot/internal/testpki"
+
 	"github.com/emsign/bot/agent/keygen"
 )
 
@@ -30,19 +30,8 @@ type pki struct {
 
 func newPKI(t *testing.T) *pki {
 	t.Helper()
-	rootKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	root := mustCert(t, &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Test Root"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}, nil, rootKey.Public(), rootKey)
-	interKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	inter := mustCert(t, &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "Test Intermediate"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}, root, interKey.Public(), rootKey)
-	return &pki{inter: inter, interKey: interKey, chainPEM: certPEM(inter)}
+	p := testpki.New(t)
+	return &pki{inter: p.Inter, interKey: p.InterKey, chainPEM: certPEM(p.Inter)}
 }
 
 // leaf is an issued certificate with its key in the given PEM form.
@@ -74,18 +63,7 @@ func (p *pki) issue(t *testing.T, cn string, lifetime time.Duration, alg keygen.
 
 func mustCert(t *testing.T, tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) *x509.Certificate {
 	t.Helper()
-	if parent == nil {
-		parent = tmpl
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return testpki.Cert(t, tmpl, parent, pub, signer)
 }
 
 func certPEM(c *x509.Certificate) []byte {

@@ -2,8 +2,6 @@ package keystore
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -14,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/emsign/bot/internal/testpki"
 
 	"github.com/emsign/bot/agent/deploy"
 	"github.com/emsign/bot/agent/keygen"
@@ -28,19 +28,8 @@ type pki struct {
 
 func newPKI(t *testing.T) *pki {
 	t.Helper()
-	rootKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	root := mustCert(t, &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Test Root"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}, nil, rootKey.Public(), rootKey)
-	interKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	inter := mustCert(t, &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "Test Intermediate"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}, root, interKey.Public(), rootKey)
-	return &pki{inter: inter, interKey: interKey}
+	p := testpki.New(t)
+	return &pki{inter: p.Inter, interKey: p.InterKey}
 }
 
 // material issues a leaf for a new key of alg, with the intermediate as chain.
@@ -61,18 +50,7 @@ func (p *pki) material(t *testing.T, cn string, alg keygen.Algorithm) deploy.Mat
 
 func mustCert(t *testing.T, tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) *x509.Certificate {
 	t.Helper()
-	if parent == nil {
-		parent = tmpl
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return testpki.Cert(t, tmpl, parent, pub, signer)
 }
 
 // fixture copies testdata/name into a fresh folder (mode 0640) and returns
